@@ -153,3 +153,39 @@ type Signer struct {
 func (s Signer) Sign(c Claims) (string, error) {
 	panic("token: not implemented yet")
 }
+
+// NewID returns a fresh token id: 128 random bits, base64url without padding
+// (22 characters).
+func NewID() (string, error) {
+	panic("token: not implemented yet")
+}
+
+// AssertionClaims are the checked claims of a private_key_jwt client assertion
+// (RFC 7523 §3): iss = sub = the account id.
+type AssertionClaims struct {
+	Subject  string // iss = sub: the account id
+	Audience string // the issuer id of callsignd
+	ID       string // jti, single use
+	Expiry   time.Time
+	IssuedAt time.Time
+}
+
+// ParseAssertion performs the structural checks of [Parse] on a client
+// assertion: header exactly alg (EdDSA), kid and optionally typ "JWT".
+func ParseAssertion(raw string) (*Parsed, error) {
+	panic("token: not implemented yet")
+}
+
+// AssertionClaims checks the claims of a client assertion: iss = sub, aud equal
+// to audience, exp after now-skew and at most now+maxAhead, iat not after
+// now+skew, jti of 16 to 128 characters of [A-Za-z0-9_-].
+func (p *Parsed) AssertionClaims(audience string, now time.Time, skew, maxAhead time.Duration) (AssertionClaims, error) {
+	panic("token: not implemented yet")
+}
+
+// SignAssertion creates a private_key_jwt client assertion for accountID,
+// addressed to audience (callsignd's issuer id), valid for ttl from now, with a
+// fresh jti, signed with priv under kid.
+func SignAssertion(priv crypto.Signer, kid, accountID, audience string, now time.Time, ttl time.Duration) (string, error) {
+	panic("token: not implemented yet")
+}
