@@ -1,0 +1,228 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Files in the data directory.
+const (
+	dbFileName     = "callsign.db"
+	devKEKFileName = "kek"         // dev mode: the generated key-encryption key, base64
+	credentialsDir = "credentials" // dev mode: <account>.jwk private keys
+	kekSize        = 32            // AES-256
+)
+
+// devGrant lets a development account obtain tokens for one audience.
+type devGrant struct {
+	audience string
+	scopes   []string
+}
+
+// devAccount is one account of the shop demo that --dev registers.
+type devAccount struct {
+	id          string
+	description string
+	grants      []devGrant
+	userTenants []string // tenants the account may assert users of; none: may not
+}
+
+// adminAccountID is the operator account that --dev registers for the CLI.
+const adminAccountID = "callsign-admin"
+
+// devAccounts are the accounts of the shop demo (examples/shop) and the
+// operator account. Every one gets an Ed25519 key in credentials/.
+var devAccounts = []devAccount{
+	{
+		id:          "gateway",
+		description: "shop demo: the edge; asserts users of tenants acme and globex",
+		grants:      []devGrant{{audience: "orders", scopes: nil}}, // PlaceOrder needs a user, no scope
+		userTenants: []string{"acme", "globex"},
+	},
+	{
+		id:          "orders",
+		description: "shop demo: places orders on behalf of users",
+		grants: []devGrant{
+			{audience: "pricing", scopes: []string{"pricing.quote"}},
+			{audience: "billing", scopes: []string{"billing.charge"}},
+			{audience: "inventory", scopes: []string{"inventory.watch"}},
+		},
+	},
+	{id: "pricing", description: "shop demo: quotes prices"},
+	{id: "billing", description: "shop demo: charges orders"},
+	{id: "inventory", description: "shop demo: streams stock levels"},
+	{
+		id:          "rogue",
+		description: "shop demo: tries what it must not (pricing without scopes; billing, but it is not orders)",
+		grants: []devGrant{
+			{audience: "pricing", scopes: nil},
+			{audience: "billing", scopes: []string{"billing.charge"}},
+		},
+	},
+	{
+		id:          adminAccountID,
+		description: "operator: the callsign CLI",
+		grants:      []devGrant{{audience: "callsign", scopes: []string{"callsign.admin", "callsign.verify"}}},
+	},
+}
+
+// ensureDir creates dir (and its parents) with owner-only permissions when it
+// does not exist.
+func ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// devKEK returns the path of the development key-encryption key in dataDir,
+// generating it (32 random bytes, base64, mode 0600) on first use. created
+// reports whether it was generated now.
+func devKEK(dataDir string) (path string, created bool, err error) {
+	path = filepath.Join(dataDir, devKEKFileName)
+	if _, err := os.Stat(path); err == nil {
+		return path, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
+	}
+	raw := make([]byte, kekSize)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
+	}
+	data := []byte(base64.StdEncoding.EncodeToString(raw) + "\n")
+	if err := writeFileExcl(path, data); err != nil {
+		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
+	}
+	return path, true, nil
+}
+
+// writeFileExcl writes data to a new file at path with mode 0600; it fails if
+// the file exists. The file appears complete or not at all.
+func writeFileExcl(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name) //nolint:errcheck // gone after the link; best effort otherwise
+	// CreateTemp makes the file 0600.
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// Link, unlike rename, refuses to replace an existing file.
+	return os.Link(name, path)
+}
+
+// privateJWK is an Ed25519 private key as a JWK (RFC 8037).
+type privateJWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg,omitempty"`
+	X   string `json:"x"`
+	D   string `json:"d,omitempty"`
+}
+
+// devCredential is the key of one development account.
+type devCredential struct {
+	accountID string
+	kid       string
+	publicJWK string // JSON: kty, crv, kid, x
+	path      string // the private JWK file
+}
+
+// loadOrCreateCredential returns the credential of accountID from
+// dir/<accountID>.jwk, generating a new Ed25519 key (file mode 0600) when the
+// file does not exist. An existing key is kept across restarts.
+func loadOrCreateCredential(dir, accountID string) (devCredential, error) {
+	path := filepath.Join(dir, accountID+".jwk")
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		priv, err := parsePrivateJWK(data)
+		if err != nil {
+			return devCredential{}, fmt.Errorf("credential %s: %w; delete the file to generate a new key", path, err)
+		}
+		return newDevCredential(accountID, path, priv)
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return devCredential{}, fmt.Errorf("credential %s: %w", path, err)
+	}
+
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
+	}
+	cred, err := newDevCredential(accountID, path, priv)
+	if err != nil {
+		return devCredential{}, err
+	}
+	pub := priv.Public().(ed25519.PublicKey) //nolint:forcetypeassert // always for ed25519
+	doc, err := json.MarshalIndent(privateJWK{
+		Kty: "OKP", Crv: "Ed25519", Kid: cred.kid, Alg: "EdDSA",
+		X: b64(pub), D: b64(priv.Seed()),
+	}, "", "  ")
+	if err != nil {
+		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
+	}
+	if err := writeFileExcl(path, append(doc, '\n')); err != nil {
+		return devCredential{}, fmt.Errorf("credential %s: %w", path, err)
+	}
+	return cred, nil
+}
+
+func newDevCredential(accountID, path string, priv ed25519.PrivateKey) (devCredential, error) {
+	pub := priv.Public().(ed25519.PublicKey) //nolint:forcetypeassert // always for ed25519
+	kid := thumbprint(pub)
+	doc, err := json.Marshal(privateJWK{Kty: "OKP", Crv: "Ed25519", Kid: kid, X: b64(pub)})
+	if err != nil {
+		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
+	}
+	return devCredential{accountID: accountID, kid: kid, publicJWK: string(doc), path: path}, nil
+}
+
+// parsePrivateJWK reads an Ed25519 private JWK and checks that its public
+// half matches its seed.
+func parsePrivateJWK(data []byte) (ed25519.PrivateKey, error) {
+	var j privateJWK
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, errors.New("not a JSON JWK")
+	}
+	if j.Kty != "OKP" || j.Crv != "Ed25519" {
+		return nil, errors.New("not an Ed25519 JWK (kty OKP, crv Ed25519)")
+	}
+	seed, err := base64.RawURLEncoding.Strict().DecodeString(j.D)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, errors.New("member d is not a 32-byte base64url Ed25519 seed")
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	if b64(priv.Public().(ed25519.PublicKey)) != j.X { //nolint:forcetypeassert // always for ed25519
+		return nil, errors.New("member x does not match member d")
+	}
+	return priv, nil
+}
+
+// thumbprint is the RFC 7638 JWK thumbprint of an Ed25519 public key: the
+// SHA-256 of the required members in lexicographic order, base64url.
+func thumbprint(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + b64(pub) + `"}`))
+	return b64(sum[:])
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
