@@ -1,14 +1,8 @@
-// Package token is callsign's strict JOSE core, shared by the verifier
-// (interceptor) and the issuer (authsvc): it parses compact JWS tokens under the
-// rules of DESIGN.md §5, verifies their signatures against a validated key set,
-// checks their claims, and signs new tokens. Users never import it.
-//
-// Every function here is safe for concurrent use. Nothing in an error's text
-// repeats the input: errors carry a [callsignv1.Reason] and a fixed message.
 package token
 
 import (
 	"crypto"
+	"errors"
 	"time"
 
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
@@ -22,6 +16,38 @@ const (
 	MaxKIDLength = 128
 )
 
+// Limits of the claims profile (see the package documentation).
+const (
+	// MaxSubjectLength bounds sub, act.sub, and an assertion's iss = sub, in bytes.
+	MaxSubjectLength = 2048
+	// MaxTextLength bounds tenant_id and each role, in bytes.
+	MaxTextLength = 256
+	// MaxScopes is the largest number of scopes in one token.
+	MaxScopes = 32
+	// MaxScopeLength is the longest scope.
+	MaxScopeLength = 128
+	// MaxRoles is the largest number of roles in one user token.
+	MaxRoles = 64
+	// MinIDLength and MaxIDLength bound a jti.
+	MinIDLength = 16
+	MaxIDLength = 128
+	// MaxJWKSSize is the largest JWK Set accepted, in bytes (DESIGN.md §9).
+	MaxJWKSSize = 64 << 10
+	// MaxKeys is the largest number of keys in one JWK Set.
+	MaxKeys = 64
+	// MaxNumericDate is the largest exp, iat or nbf accepted:
+	// 9999-12-31T23:59:59Z.
+	MaxNumericDate = 253402300799
+)
+
+// Defaults of [Expect] and of [Parsed.AssertionClaims] when given zero.
+const (
+	DefaultSkew        = 30 * time.Second
+	DefaultMaxLifetime = 15 * time.Minute
+	// DefaultAssertionMaxAhead is how far in the future an assertion's exp may be.
+	DefaultAssertionMaxAhead = 5 * time.Minute
+)
+
 // Type is the kind of a callsign token, carried in the JOSE header typ.
 type Type uint8
 
@@ -30,6 +56,25 @@ const (
 	TypeService Type = 1 // typ "svc+jwt"
 	TypeUser    Type = 2 // typ "user+jwt"
 )
+
+// The typ header values.
+const (
+	typService   = "svc+jwt"
+	typUser      = "user+jwt"
+	typAssertion = "JWT"
+)
+
+// String returns the typ header value of t, or "" for an unknown type.
+func (t Type) String() string {
+	switch t {
+	case TypeService:
+		return typService
+	case TypeUser:
+		return typUser
+	default:
+		return ""
+	}
+}
 
 // Algorithm is a JWS algorithm callsign signs with. One per issuer, pinned by
 // configuration, never read from a token.
@@ -40,6 +85,9 @@ const (
 	EdDSA Algorithm = "EdDSA" // Ed25519, the default
 	ES256 Algorithm = "ES256" // ECDSA P-256 with SHA-256, raw r||s signatures
 )
+
+// Valid reports whether a is one of the supported algorithms.
+func (a Algorithm) Valid() bool { return a == EdDSA || a == ES256 }
 
 // Claims are the claims of a callsign token.
 type Claims struct {
@@ -63,6 +111,35 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return "token: " + e.Reason.String() }
+
+// ReasonOf returns the reason of err when it is (or wraps) an [*Error], and
+// REASON_UNSPECIFIED otherwise.
+func ReasonOf(err error) callsignv1.Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return callsignv1.Reason_REASON_UNSPECIFIED
+}
+
+// fail returns a new *Error: a fresh value each time, so that no caller can
+// alter another's error.
+func fail(r callsignv1.Reason) error { return &Error{Reason: r} }
+
+// reason is short for the reason enum inside this package.
+type reason = callsignv1.Reason
+
+const (
+	reasonMalformed   = callsignv1.Reason_REASON_TOKEN_MALFORMED
+	reasonSignature   = callsignv1.Reason_REASON_SIGNATURE_INVALID
+	reasonExpired     = callsignv1.Reason_REASON_TOKEN_EXPIRED
+	reasonNotYetValid = callsignv1.Reason_REASON_TOKEN_NOT_YET_VALID
+	reasonLifetime    = callsignv1.Reason_REASON_LIFETIME_TOO_LONG
+	reasonKeyUnknown  = callsignv1.Reason_REASON_KEY_UNKNOWN
+	reasonIssuer      = callsignv1.Reason_REASON_ISSUER_MISMATCH
+	reasonAudience    = callsignv1.Reason_REASON_AUDIENCE_MISMATCH
+	reasonType        = callsignv1.Reason_REASON_TYPE_MISMATCH
+)
 
 // Key is one validated public verification key.
 type Key struct {
@@ -90,74 +167,19 @@ type Expect struct {
 // charset, length, three segments, strict base64url, header allow-list with the
 // pinned algorithm and the expected type. Its signature is not verified yet.
 type Parsed struct {
-	KID          string
-	Type         Type
-	signingInput string // header.payload as received
-	signature    []byte
-	payload      []byte
-}
+	KID  string
+	Type Type // zero for a client assertion
 
-// Parse performs steps 1 and 2 of DESIGN.md §5 on raw (the token without the
-// "Bearer " prefix). alg is the pinned algorithm; typ the expected type.
-func Parse(raw string, alg Algorithm, typ Type) (*Parsed, error) {
-	panic("token: not implemented yet")
-}
-
-// Lookup returns the key with the given kid.
-func (s *KeySet) Lookup(kid string) (Key, bool) {
-	panic("token: not implemented yet")
-}
-
-// Len is the number of keys in the set.
-func (s *KeySet) Len() int {
-	panic("token: not implemented yet")
-}
-
-// ParseJWKS parses and validates a JWK Set (RFC 7517): public members only,
-// unique non-empty kid, alg equal to the pinned one, kty/crv matching it, exact
-// key sizes and points on the curve. Any invalid key rejects the whole set.
-func ParseJWKS(data []byte, alg Algorithm) (*KeySet, error) {
-	panic("token: not implemented yet")
-}
-
-// MarshalJWKS encodes keys as a JWK Set of public keys (use "sig", alg, kid).
-func MarshalJWKS(keys []Key) ([]byte, error) {
-	panic("token: not implemented yet")
-}
-
-// VerifySignature checks the signature of p with k (step 4).
-func (p *Parsed) VerifySignature(k Key) error {
-	panic("token: not implemented yet")
-}
-
-// Claims decodes and checks the claims of p against exp (step 5): a JSON object
-// without duplicate members; iss, sub, aud, exp, iat, jti required; NumericDates
-// are JSON numbers; 0 < iat ≤ now+skew, nbf ≤ now+skew, now-skew < exp,
-// exp-iat ≤ max lifetime; aud exactly exp.Audience; type-specific claims.
-func (p *Parsed) Claims(exp Expect) (Claims, error) {
-	panic("token: not implemented yet")
-}
-
-// Verify runs steps 1 to 5 with the key found in keys by the token's kid.
-func Verify(raw string, alg Algorithm, keys *KeySet, exp Expect) (Claims, error) {
-	panic("token: not implemented yet")
+	alg       Algorithm // the pinned algorithm the header carried
+	message   []byte    // the signing input: header.payload as received
+	payload   []byte    // decoded payload (not checked yet)
+	signature []byte    // decoded signature (length not checked yet)
 }
 
 // Signer signs tokens with one private key.
 type Signer struct {
 	Key     Key           // the public half, with its kid and algorithm
 	Private crypto.Signer // ed25519.PrivateKey or *ecdsa.PrivateKey
-}
-
-// Sign encodes c as a compact JWS with the header {alg, kid, typ} and nothing else.
-func (s Signer) Sign(c Claims) (string, error) {
-	panic("token: not implemented yet")
-}
-
-// NewID returns a fresh token id: 128 random bits, base64url without padding
-// (22 characters).
-func NewID() (string, error) {
-	panic("token: not implemented yet")
 }
 
 // AssertionClaims are the checked claims of a private_key_jwt client assertion
@@ -168,24 +190,4 @@ type AssertionClaims struct {
 	ID       string // jti, single use
 	Expiry   time.Time
 	IssuedAt time.Time
-}
-
-// ParseAssertion performs the structural checks of [Parse] on a client
-// assertion: header exactly alg (EdDSA), kid and optionally typ "JWT".
-func ParseAssertion(raw string) (*Parsed, error) {
-	panic("token: not implemented yet")
-}
-
-// AssertionClaims checks the claims of a client assertion: iss = sub, aud equal
-// to audience, exp after now-skew and at most now+maxAhead, iat not after
-// now+skew, jti of 16 to 128 characters of [A-Za-z0-9_-].
-func (p *Parsed) AssertionClaims(audience string, now time.Time, skew, maxAhead time.Duration) (AssertionClaims, error) {
-	panic("token: not implemented yet")
-}
-
-// SignAssertion creates a private_key_jwt client assertion for accountID,
-// addressed to audience (callsignd's issuer id), valid for ttl from now, with a
-// fresh jti, signed with priv under kid.
-func SignAssertion(priv crypto.Signer, kid, accountID, audience string, now time.Time, ttl time.Duration) (string, error) {
-	panic("token: not implemented yet")
 }
