@@ -177,10 +177,11 @@ const file_shop_v1_orders_proto_rawDesc = "" +
 	"totalCents\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1b\n" +
 	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x1b\n" +
-	"\tcharge_id\x18\x05 \x01(\tR\bchargeId2l\n" +
-	"\rOrdersService\x12M\n" +
+	"\tcharge_id\x18\x05 \x01(\tR\bchargeId2z\n" +
+	"\rOrdersService\x12[\n" +
 	"\n" +
-	"PlaceOrder\x12\x1a.shop.v1.PlaceOrderRequest\x1a\x1b.shop.v1.PlaceOrderResponse\"\x06\xaa\x9f\x19\x02\x18\x01\x1a\f\xaa\x9f\x19\b\n" +
+	"PlaceOrder\x12\x1a.shop.v1.PlaceOrderRequest\x1a\x1b.shop.v1.PlaceOrderResponse\"\x14\xaa\x9f\x19\x10\n" +
+	"\forders.place\x18\x01\x1a\f\xaa\x9f\x19\b\n" +
 	"\x06ordersBCZAgithub.com/callsign-dev/callsign/examples/shop/gen/shop/v1;shopv1b\x06proto3"
 
 var (

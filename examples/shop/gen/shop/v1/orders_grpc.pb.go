@@ -33,8 +33,9 @@ const (
 // account "orders" and calls PricingService and BillingService on the user's
 // behalf.
 type OrdersServiceClient interface {
-	// PlaceOrder prices and charges an order. Any authenticated service may call
-	// it, but only on behalf of a user: the call must carry a user-context token.
+	// PlaceOrder prices and charges an order. The caller's token must carry
+	// scope orders.place, and the call must be made on behalf of a user: it must
+	// carry a user-context token.
 	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
 }
 
@@ -64,8 +65,9 @@ func (c *ordersServiceClient) PlaceOrder(ctx context.Context, in *PlaceOrderRequ
 // account "orders" and calls PricingService and BillingService on the user's
 // behalf.
 type OrdersServiceServer interface {
-	// PlaceOrder prices and charges an order. Any authenticated service may call
-	// it, but only on behalf of a user: the call must carry a user-context token.
+	// PlaceOrder prices and charges an order. The caller's token must carry
+	// scope orders.place, and the call must be made on behalf of a user: it must
+	// carry a user-context token.
 	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)
 	mustEmbedUnimplementedOrdersServiceServer()
 }
