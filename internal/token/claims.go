@@ -31,7 +31,6 @@ type rawClaims struct {
 	scope, tenant, act []byte
 	exp, iat, nbf      int64
 	roles              [][]byte
-	rolesBuf           [8][]byte
 }
 
 // parse reads payload: a strict JSON object (see scanner). The registered
@@ -62,7 +61,7 @@ func (c *rawClaims) parse(payload []byte, assertion bool) bool {
 		}
 		bit := claimBit(name, assertion)
 		if bit == 0 {
-			if !unknown.add(name) || !s.value(2) {
+			if unknown, ok = unknown.add(name); !ok || !s.value(2) {
 				return false
 			}
 			continue
@@ -167,7 +166,6 @@ func (c *rawClaims) member(s *scanner, bit int, assertion bool) bool {
 		if !s.consume('[') {
 			return false
 		}
-		c.roles = c.rolesBuf[:0]
 		for first := true; ; first = false {
 			done, ok := s.element(first)
 			if !ok {

@@ -325,7 +325,7 @@ func (s *scanner) objectRest(depth int) bool {
 		if done {
 			return true
 		}
-		if !seen.add(name) {
+		if seen, ok = seen.add(name); !ok {
 			return false
 		}
 		if !s.value(depth + 1) {
@@ -337,16 +337,17 @@ func (s *scanner) objectRest(depth int) bool {
 // names is the list of member names of one object, for the duplicate check.
 type names [][]byte
 
-// add appends name, refusing a duplicate or one member too many.
-func (n *names) add(name []byte) bool {
-	if len(*n) >= maxJSONMembers {
-		return false
+// add returns n with name appended, refusing a duplicate or one member too
+// many. (A value method, so that a list backed by an array on the stack stays
+// there.)
+func (n names) add(name []byte) (names, bool) {
+	if len(n) >= maxJSONMembers {
+		return n, false
 	}
-	for _, m := range *n {
+	for _, m := range n {
 		if bytes.Equal(m, name) {
-			return false
+			return n, false
 		}
 	}
-	*n = append(*n, name)
-	return true
+	return append(n, name), true
 }

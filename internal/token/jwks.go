@@ -173,7 +173,7 @@ func ParseJWKS(data []byte, alg Algorithm) (*KeySet, error) {
 		if done {
 			break
 		}
-		if !seen.add(name) {
+		if seen, ok = seen.add(name); !ok {
 			return nil, errSetSyntax
 		}
 		if string(name) != "keys" {
@@ -233,7 +233,7 @@ func parseJWK(s *scanner, alg Algorithm) (Key, error) {
 		if done {
 			break
 		}
-		if !seen.add(name) {
+		if seen, ok = seen.add(name); !ok {
 			return Key{}, errSetSyntax
 		}
 		var dst *[]byte

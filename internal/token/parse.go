@@ -77,27 +77,30 @@ func parseHeader(seg string, buf *[maxHeaderSize]byte) (header, bool) {
 			break
 		}
 		var bit int
-		var dst *[]byte
 		switch string(name) {
 		case "alg":
-			bit, dst = hdrAlg, &h.alg
+			bit = hdrAlg
 		case "kid":
-			bit, dst = hdrKID, &h.kid
+			bit = hdrKID
 		case "typ":
-			bit, dst = hdrTyp, &h.typ
+			bit = hdrTyp
 		default:
 			// crit, b64, zip, jwk, jku, x5u, x5c, cty, ...: not in the profile.
 			return h, false
 		}
-		if h.has&bit != 0 {
-			return h, false
-		}
 		v, ok := s.str()
-		if !ok {
+		if !ok || h.has&bit != 0 {
 			return h, false
 		}
 		h.has |= bit
-		*dst = v
+		switch bit {
+		case hdrAlg:
+			h.alg = v
+		case hdrKID:
+			h.kid = v
+		default:
+			h.typ = v
+		}
 	}
 	return h, s.end()
 }
