@@ -63,7 +63,7 @@ type Store interface {
 	// later of both times.
 	RevokeAccount(ctx context.Context, r RevokedAccount) error
 	// TokenRevoked reports whether the token with id jti, or every token of
-	// account issued at or before iat, is revoked.
+	// account issued before its IssuedBefore (iat strictly earlier), is revoked.
 	TokenRevoked(ctx context.Context, jti, account string, iat time.Time) (bool, error)
 
 	// State returns, from one consistent read, what GetKeys publishes: signing
