@@ -44,7 +44,7 @@ var devAccounts = []devAccount{
 	{
 		id:          "gateway",
 		description: "shop demo: the edge; asserts users of tenants acme and globex",
-		grants:      []devGrant{{audience: "orders", scopes: nil}}, // PlaceOrder needs a user, no scope
+		grants:      []devGrant{{audience: "orders", scopes: []string{"orders.place"}}},
 		userTenants: []string{"acme", "globex"},
 	},
 	{

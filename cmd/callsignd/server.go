@@ -25,10 +25,9 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/callsign-dev/callsign/authsvc"
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
+	"github.com/callsign-dev/callsign/interceptor"
 )
 
 // Limits of the listeners.
@@ -52,44 +51,23 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureDir(o.dataDir); err != nil {
-		return err
-	}
-
-	kekPath := o.kekFile
-	var credDir string
-	if o.dev {
-		if kekPath == "" && o.kekEnv == "" {
-			p, created, err := devKEK(o.dataDir)
-			if err != nil {
-				return err
-			}
-			kekPath = p
-			if created {
-				logger.Warn("DEVELOPMENT MODE: generated a key-encryption key on local disk; signing keys are only as safe as this file; never use --dev in production",
-					"kek_file", p)
-			} else {
-				logger.Warn("DEVELOPMENT MODE: using the key-encryption key on local disk; never use --dev in production", "kek_file", p)
-			}
-		}
-		credDir = filepath.Join(o.dataDir, credentialsDir)
-		if err := addDevAccounts(cfg, credDir); err != nil {
-			return err
-		}
-	}
+	// Refuse a bad configuration before anything is written.
 	if err := cfg.Validate(); err != nil {
 		return usagef("configuration (file and flags): %v", err)
-	}
-	kek, err := authsvc.LoadKEK(kekPath, o.kekEnv)
-	if err != nil {
-		return fmt.Errorf("%w: pass --kek-file FILE (mode 0600) or set %s", err, envKEK)
 	}
 	grpcTLS, httpTLS, err := tlsConfigs(o)
 	if err != nil {
 		return err
 	}
+	var kek []byte
+	if o.kekFile != "" || o.kekEnv != "" {
+		if kek, err = authsvc.LoadKEK(o.kekFile, o.kekEnv); err != nil {
+			return usagef("%v: pass --kek-file FILE (mode 0600) or set %s to 32 random bytes, base64", err, envKEK)
+		}
+	}
+	defer func() { clear(kek) }()
 
-	// Bind first: a port conflict is reported before anything is written.
+	// Bind before anything is written: a port conflict leaves no trace.
 	grpcLis, err := listen(ctx, "--grpc-addr", o.grpcAddr)
 	if err != nil {
 		return err
@@ -100,6 +78,35 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		return err
 	}
 	defer httpLis.Close() //nolint:errcheck // as above
+
+	if err := ensureDir(o.dataDir); err != nil {
+		return err
+	}
+	var credDir string
+	if o.dev {
+		if kek == nil {
+			path, created, err := devKEK(o.dataDir)
+			if err != nil {
+				return err
+			}
+			if created {
+				logger.Warn("DEVELOPMENT MODE: generated a key-encryption key on local disk; signing keys are only as safe as this file; never use --dev in production",
+					"kek_file", path)
+			} else {
+				logger.Warn("DEVELOPMENT MODE: the key-encryption key is a file on local disk; never use --dev in production", "kek_file", path)
+			}
+			if kek, err = authsvc.LoadKEK(path, ""); err != nil {
+				return fmt.Errorf("%w: delete %s to generate a new one (the signing keys it protects are lost with it)", err, path)
+			}
+		}
+		credDir = filepath.Join(o.dataDir, credentialsDir)
+		if err := addDevAccounts(cfg, credDir); err != nil {
+			return err
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("configuration with the development accounts: %w", err)
+		}
+	}
 
 	dbPath := filepath.Join(o.dataDir, dbFileName)
 	store, err := authsvc.OpenSQLite(ctx, dbPath)
@@ -113,24 +120,34 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	}()
 
 	svc, err := authsvc.New(ctx, store, kek, *cfg, authsvc.WithLogger(logger))
-	clear(kek)
 	if err != nil {
 		return fmt.Errorf("start the token service: %w", err)
 	}
 
+	// The key lifecycle runs in the background from now until shutdown.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancelRun() // runs before wg.Wait
+	wg.Go(func() {
+		if err := svc.Run(runCtx); err != nil && runCtx.Err() == nil {
+			errc <- fmt.Errorf("key lifecycle: %w", err)
+		}
+	})
+	if err := waitForKeys(ctx, svc); err != nil {
+		return err
+	}
+
 	reg, metricsHandler := newMetrics()
-	grpcSrv, err := newGRPCServer(ctx, svc, cfg, grpcTLS, reg, logger)
+	guard, closeKeys, err := selfProtection(ctx, svc, cfg, reg, logger)
 	if err != nil {
 		return err
 	}
-	healthSrv := health.NewServer()
-	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	for _, name := range []string{callsignv1.AuthService_ServiceDesc.ServiceName, callsignv1.AdminService_ServiceDesc.ServiceName} {
-		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
-	}
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	reflection.Register(grpcSrv)
-	if err := checkServer(grpcSrv); err != nil {
+	defer closeKeys()
+	grpcSrv, healthSrv := newGRPCServer(svc, guard, grpcTLS, logger)
+	if err := checkServer(guard, grpcSrv); err != nil {
 		return err
 	}
 
@@ -144,19 +161,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		IdleTimeout:       2 * httpTimeout,
 		MaxHeaderBytes:    httpMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-
-	// Everything below runs until shutdown; errc collects the first failure.
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
-	errc := make(chan error, 3)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := svc.Run(runCtx); err != nil && runCtx.Err() == nil {
-			errc <- fmt.Errorf("key lifecycle: %w", err)
-		}
-	})
 	wg.Go(func() {
 		if err := grpcSrv.Serve(grpcLis); err != nil {
 			errc <- fmt.Errorf("gRPC listener: %w", err)
@@ -174,59 +179,50 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		}
 	})
 
+	// Keys exist and both listeners accept: serving.
+	setServing(healthSrv, healthpb.HealthCheckResponse_SERVING)
+	ready.Store(true)
+	logger.Info("callsignd serving",
+		"grpc_addr", grpcLis.Addr().String(),
+		"http_addr", httpLis.Addr().String(),
+		"tls", grpcTLS != nil,
+		"mtls", grpcTLS != nil && grpcTLS.ClientAuth == tls.RequireAndVerifyClientCert,
+		"dev", o.dev,
+		"issuer", cfg.Issuer,
+		"algorithm", cfg.Algorithm,
+		"data_dir", absPath(o.dataDir),
+		"startup", time.Since(started).Round(time.Millisecond).String())
 	var serveErr error
-	if err := waitForKeys(ctx, svc); err != nil {
-		serveErr = err
-	} else {
-		healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		for _, name := range []string{callsignv1.AuthService_ServiceDesc.ServiceName, callsignv1.AdminService_ServiceDesc.ServiceName} {
-			healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-		}
-		ready.Store(true)
-		logger.Info("callsignd serving",
-			"grpc_addr", grpcLis.Addr().String(),
-			"http_addr", httpLis.Addr().String(),
-			"tls", grpcTLS != nil,
-			"mtls", grpcTLS != nil && grpcTLS.ClientAuth == tls.RequireAndVerifyClientCert,
-			"dev", o.dev,
-			"issuer", cfg.Issuer,
-			"data_dir", o.dataDir,
-			"startup", time.Since(started).Round(time.Millisecond).String())
-		if o.readyFile != "" {
-			info := readyInfo{
-				PID:            os.Getpid(),
-				GRPCAddr:       grpcLis.Addr().String(),
-				HTTPAddr:       httpLis.Addr().String(),
-				TLS:            grpcTLS != nil,
-				Issuer:         cfg.Issuer,
-				DataDir:        absPath(o.dataDir),
-				CredentialsDir: absPath(credDir),
-			}
-			if err := writeReadyFile(o.readyFile, info); err != nil {
-				serveErr = err
-			}
-		}
-		if serveErr == nil {
-			select {
-			case <-ctx.Done():
-				logger.Info("callsignd shutting down", "signal", context.Cause(ctx).Error())
-			case serveErr = <-errc:
-			}
+	if o.readyFile != "" {
+		serveErr = writeReadyFile(o.readyFile, readyInfo{
+			PID:            os.Getpid(),
+			GRPCAddr:       grpcLis.Addr().String(),
+			HTTPAddr:       httpLis.Addr().String(),
+			TLS:            grpcTLS != nil,
+			Issuer:         cfg.Issuer,
+			DataDir:        absPath(o.dataDir),
+			CredentialsDir: absPath(credDir),
+		})
+	}
+	if serveErr == nil {
+		select {
+		case <-ctx.Done():
+			logger.Info("callsignd shutting down")
+		case serveErr = <-errc:
 		}
 	}
 
-	// Shutdown: stop reporting ready, drain calls, stop the key lifecycle.
+	// Shutdown: stop reporting ready, drain calls, then stop the key
+	// lifecycle (deferred above).
 	ready.Store(false)
 	healthSrv.Shutdown()
 	gracefulStop(grpcSrv, o.shutdownTimeout, logger)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("HTTP shutdown timed out; closing connections", "error", err.Error())
 		_ = httpSrv.Close()
 	}
-	cancel()
-	cancelRun()
-	wg.Wait()
 	if o.readyFile != "" {
 		if err := os.Remove(o.readyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			logger.Warn("remove --ready-file", "error", err.Error())
@@ -321,19 +317,16 @@ func listen(ctx context.Context, flagName, addr string) (net.Listener, error) {
 	return lis, nil
 }
 
-// newGRPCServer builds the gRPC server with AuthService and AdminService,
-// protected by callsign's own interceptors.
-func newGRPCServer(ctx context.Context, svc *authsvc.Service, cfg *authsvc.Config, tlsCfg *tls.Config, reg prometheus.Registerer, logger *slog.Logger) (*grpc.Server, error) {
-	unary, stream, err := selfProtection(ctx, svc, cfg, reg, logger)
-	if err != nil {
-		return nil, err
-	}
+// newGRPCServer builds the gRPC server: AuthService and AdminService
+// protected by guard, grpc health (NOT_SERVING until [setServing]) and
+// reflection.
+func newGRPCServer(svc *authsvc.Service, guard *interceptor.Server, tlsCfg *tls.Config, logger *slog.Logger) (*grpc.Server, *health.Server) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
-		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{recoverUnary(logger)}, unary...)...),
-		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{recoverStream(logger)}, stream...)...),
+		grpc.ChainUnaryInterceptor(recoverUnary(logger), guard.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(recoverStream(logger), guard.StreamServerInterceptor()),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -341,7 +334,18 @@ func newGRPCServer(ctx context.Context, svc *authsvc.Service, cfg *authsvc.Confi
 	srv := grpc.NewServer(opts...)
 	callsignv1.RegisterAuthServiceServer(srv, svc.AuthServer())
 	callsignv1.RegisterAdminServiceServer(srv, svc.AdminServer())
-	return srv, nil
+	healthSrv := health.NewServer()
+	setServing(healthSrv, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, healthSrv)
+	reflection.Register(srv)
+	return srv, healthSrv
+}
+
+// setServing sets the health of the server ("") and of both callsign services.
+func setServing(h *health.Server, st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range []string{"", callsignv1.AuthService_ServiceDesc.ServiceName, callsignv1.AdminService_ServiceDesc.ServiceName} {
+		h.SetServingStatus(name, st)
+	}
 }
 
 // recoverUnary turns a panic in a handler into Internal, logging the method
