@@ -92,7 +92,7 @@ func UnaryClientInterceptor(ts TokenSource, opts ...ClientOption) grpc.UnaryClie
 		if tgt.err != nil {
 			return tgt.err
 		}
-		out, tok, err := c.attach(ctx, tgt)
+		out, tok, corr, err := c.attach(ctx, tgt, "")
 		if err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func UnaryClientInterceptor(ts TokenSource, opts ...ClientOption) grpc.UnaryClie
 			return err
 		}
 		c.ts.Invalidate(tgt.audience, tok)
-		out, tok2, err2 := c.attach(ctx, tgt)
+		out, tok2, _, err2 := c.attach(ctx, tgt, corr)
 		if err2 != nil || tok2 == tok {
 			return err
 		}
@@ -120,7 +120,7 @@ func StreamClientInterceptor(ts TokenSource, opts ...ClientOption) grpc.StreamCl
 		if tgt.err != nil {
 			return nil, tgt.err
 		}
-		out, tok, err := c.attach(ctx, tgt)
+		out, tok, _, err := c.attach(ctx, tgt, "")
 		if err != nil {
 			return nil, err
 		}
@@ -354,19 +354,21 @@ var forwardedKeys = [...]struct {
 	{MDTracestate, false},
 }
 
-// attach returns ctx with the callsign metadata for one call attempt, and the
-// token it carries ("" for a public method).
-func (c *clientAttacher) attach(ctx context.Context, t *clientTarget) (context.Context, string, error) {
+// attach returns ctx with the callsign metadata for one call attempt, the
+// token it carries ("" for a public method) and the correlation id it
+// created, if any. A retry passes that id back as corr so that both attempts
+// carry the same.
+func (c *clientAttacher) attach(ctx context.Context, t *clientTarget, corr string) (context.Context, string, string, error) {
 	var buf [16]string
 	kv := buf[:0]
 	var tok string
 	if !t.public {
 		if len(metadata.ValueFromOutgoingContext(ctx, MDAuthorization)) > 0 {
-			return nil, "", errAuthorizationPresent
+			return nil, "", "", errAuthorizationPresent
 		}
 		bearer, tk, err := c.bearerFor(ctx, t.audience)
 		if err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
 		tok = tk
 		kv = append(kv, MDAuthorization, bearer)
@@ -391,12 +393,15 @@ func (c *clientAttacher) attach(ctx context.Context, t *clientTarget) (context.C
 		}
 	}
 	if !correlated {
-		kv = append(kv, MDCorrelationID, c.cfg.newID())
+		if corr == "" {
+			corr = c.cfg.newID()
+		}
+		kv = append(kv, MDCorrelationID, corr)
 	}
 	if len(metadata.ValueFromOutgoingContext(ctx, MDRequestID)) == 0 {
 		kv = append(kv, MDRequestID, c.cfg.newID())
 	}
-	return metadata.AppendToOutgoingContext(ctx, kv...), tok, nil
+	return metadata.AppendToOutgoingContext(ctx, kv...), tok, corr, nil
 }
 
 // bearerFor returns "Bearer <token>" and the token for audience.

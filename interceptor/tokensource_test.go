@@ -470,12 +470,18 @@ func TestNewTokenSourceRefusesBadArguments(t *testing.T) {
 	fa := newCliFakeAuth(SystemClock)
 	cred := ClientSecret("orders", "cs_x")
 	for name, f := range map[string]func() (TokenSource, error){
-		"nil client":        func() (TokenSource, error) { return NewTokenSource(nil, cred) },
-		"nil credential":    func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), nil) },
-		"fractional":        func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), cred, WithLifetime(1500*time.Millisecond)) },
-		"backoff inverted":  func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), cred, WithBackoff(time.Minute, time.Second)) },
-		"zero timeout":      func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), cred, WithIssueTimeout(0)) },
-		"negative lifetime": func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), cred, WithLifetime(-time.Second)) },
+		"nil client":     func() (TokenSource, error) { return NewTokenSource(nil, cred) },
+		"nil credential": func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), nil) },
+		"fractional": func() (TokenSource, error) {
+			return NewTokenSource(cliStartAuth(t, fa), cred, WithLifetime(1500*time.Millisecond))
+		},
+		"backoff inverted": func() (TokenSource, error) {
+			return NewTokenSource(cliStartAuth(t, fa), cred, WithBackoff(time.Minute, time.Second))
+		},
+		"zero timeout": func() (TokenSource, error) { return NewTokenSource(cliStartAuth(t, fa), cred, WithIssueTimeout(0)) },
+		"negative lifetime": func() (TokenSource, error) {
+			return NewTokenSource(cliStartAuth(t, fa), cred, WithLifetime(-time.Second))
+		},
 	} {
 		if ts, err := f(); err == nil {
 			_ = ts.Close()
