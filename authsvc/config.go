@@ -330,8 +330,8 @@ func (c *Config) Validate() error {
 	if c.TokenLifetime < 10*time.Second || c.TokenLifetime > c.MaxTokenLifetime || c.TokenLifetime%time.Second != 0 {
 		return errConfig("token_lifetime: must be whole seconds between 10s and max_token_lifetime")
 	}
-	if c.Skew < 0 || c.Skew > MaxSkew {
-		return errConfig("skew: must be between 0 and %s", MaxSkew)
+	if c.Skew < time.Second || c.Skew > MaxSkew {
+		return errConfig("skew: must be between 1s and %s", MaxSkew)
 	}
 	if c.RefreshHint < time.Second || c.RefreshHint > time.Hour {
 		return errConfig("refresh_hint: must be between 1s and 1h")

@@ -365,13 +365,9 @@ func buildView(ctx context.Context, keys []SigningKey, now time.Time, kek []byte
 		}
 	}
 	cache.forget(keep)
-	jwks, err := token.MarshalJWKS(v.keys)
-	if err != nil {
-		return nil, fmt.Errorf("authsvc: %w", err)
-	}
 	if len(v.keys) > 0 {
-		alg := v.keys[0].Algorithm
-		v.keySet, err = token.ParseJWKS(jwks, alg)
+		var err error
+		v.keySet, err = token.NewKeySet(v.keys[0].Algorithm, v.keys)
 		if err != nil {
 			return nil, fmt.Errorf("authsvc: own key set does not validate: %w", err)
 		}
