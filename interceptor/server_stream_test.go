@@ -1,0 +1,119 @@
+package interceptor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	testv1 "github.com/callsign-dev/callsign/internal/gen/callsign/test/v1"
+)
+
+func srvOpenStream(t *testing.T, e *srvEnv, desc *grpc.StreamDesc, method string, md metadata.MD) grpc.ClientStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	cs, err := e.conn.NewStream(metadata.NewOutgoingContext(ctx, md), desc, srvTestSvc+method)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// TestStreamEndsWhenTokenExpires: a server stream that outlives its token ends
+// with Unauthenticated / TOKEN_EXPIRED, recorded once more in the audit.
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	e.svc.streamStarted = make(chan struct{}, 1)
+	cs := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true}, "ServerStream",
+		srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read"))))
+	if err := cs.SendMsg(&testv1.ServerStreamRequest{Payload: "hold"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var m testv1.ServerStreamResponse
+	if err := cs.RecvMsg(&m); err != nil || m.GetPayload() != "hold" {
+		t.Fatalf("first message %q, %v", m.GetPayload(), err)
+	}
+	<-e.svc.streamStarted
+	e.clock.Advance(5 * time.Minute) // exp reached, still within the skew
+	if e.clock.pending() != 1 {
+		t.Fatalf("%d timers armed, want the stream's", e.clock.pending())
+	}
+	e.clock.Advance(DefaultSkew)
+	err := cs.RecvMsg(&m)
+	if _, reason := srvReason(t, err); reason != "TOKEN_EXPIRED" {
+		t.Fatalf("after expiry: %v", err)
+	}
+	recs := e.audit.take()
+	if len(recs) != 2 || recs[0].Decision != DecisionAllow || recs[1].Decision != DecisionDeny ||
+		ReasonName(recs[1].Reason) != "TOKEN_EXPIRED" || recs[1].Caller != "orders" || !recs[1].Stream {
+		t.Fatalf("audit %+v", recs)
+	}
+}
+
+// TestBidiStreamEndsWhenTokenExpires: a handler blocked in Recv sees the expiry
+// with the next message and the stream ends with TOKEN_EXPIRED.
+func TestBidiStreamEndsWhenTokenExpires(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	cs := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "BidiStream",
+		srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read")), MDUserToken, e.userToken("u1", "t1")))
+	var m testv1.BidiStreamResponse
+	if err := cs.SendMsg(&testv1.BidiStreamRequest{Payload: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.RecvMsg(&m); err != nil || m.GetPayload() != "one" {
+		t.Fatalf("echo %q, %v", m.GetPayload(), err)
+	}
+	e.clock.Advance(5*time.Minute + DefaultSkew)
+	_ = cs.SendMsg(&testv1.BidiStreamRequest{Payload: "two"})
+	err := cs.RecvMsg(&m)
+	if _, reason := srvReason(t, err); reason != "TOKEN_EXPIRED" {
+		t.Fatalf("after expiry: %v (payload %q)", err, m.GetPayload())
+	}
+}
+
+// TestStreamExpiryOff: with WithStreamExpiry(false) the stream outlives its
+// token.
+func TestStreamExpiryOff(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{opts: []ServerOption{WithStreamExpiry(false)}})
+	cs := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "BidiStream",
+		srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read")), MDUserToken, e.userToken("u1", "t1")))
+	var m testv1.BidiStreamResponse
+	for i, p := range []string{"one", "two"} {
+		if err := cs.SendMsg(&testv1.BidiStreamRequest{Payload: p}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.RecvMsg(&m); err != nil || m.GetPayload() != p {
+			t.Fatalf("echo %d: %q, %v", i, m.GetPayload(), err)
+		}
+		e.clock.Advance(time.Hour)
+	}
+	if e.clock.pending() != 0 {
+		t.Fatalf("a timer was armed with expiry off")
+	}
+}
+
+// TestStreamTimerStopped: a stream that ends before its token leaves no timer.
+func TestStreamTimerStopped(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	for kind := kindServerStream; kind <= kindBidi; kind++ {
+		md := srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read", "test.write")), MDUserToken, e.userToken("u1", "t1"))
+		if _, err := e.call(kind, srvKindMethods[kind], md); err != nil {
+			t.Fatalf("%v: %v", kind, err)
+		}
+	}
+	// The handler has returned when the client sees the status; the timer is
+	// stopped right after.
+	deadline := time.Now().Add(5 * time.Second)
+	for e.clock.pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d timers left", e.clock.pending())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
