@@ -18,10 +18,12 @@ import (
 //     [A-Za-z0-9_-]; exp, iat and nbf (optional) are integer NumericDates;
 //     exp is after iat and nbf; aud is a string, or an array of exactly one
 //     string (RFC 7523 allows an array and some clients always send one; with
-//     a single element it means the same as the string).
+//     a single element it means the same as the string; an empty array or
+//     one of several audiences is malformed, as an assertion addressed to
+//     several parties could be replayed to each of them).
 //  2. iss equals sub, else REASON_ISSUER_MISMATCH.
 //  3. aud equals audience exactly (an empty audience matches nothing), else
-//     REASON_AUDIENCE_MISMATCH; an array of several audiences never matches.
+//     REASON_AUDIENCE_MISMATCH.
 //  4. exp ≤ now+maxAhead, else REASON_LIFETIME_TOO_LONG.
 //  5. iat ≤ now+skew and nbf ≤ now+skew, else REASON_TOKEN_NOT_YET_VALID.
 //  6. now-skew < exp, else REASON_TOKEN_EXPIRED.
@@ -73,10 +75,7 @@ func (p *Parsed) AssertionClaims(audience string, now time.Time, skew, maxAhead 
 // header is {"alg":"EdDSA","kid":kid,"typ":"JWT"}, the claims iss = sub =
 // accountID, aud, exp, iat and jti.
 func SignAssertion(priv crypto.Signer, kid, accountID, audience string, now time.Time, ttl time.Duration) (string, error) {
-	if priv == nil {
-		return "", errors.New("token: assertion needs an Ed25519 private key")
-	}
-	pub, ok := priv.Public().(ed25519.PublicKey)
+	pub, ok := publicOf(priv).(ed25519.PublicKey)
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return "", errors.New("token: assertion needs an Ed25519 private key")
 	}

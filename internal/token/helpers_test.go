@@ -206,8 +206,7 @@ func (p payload) String() string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.Quote(m.name))
-		b.WriteByte(':')
+		b.WriteString(`"` + m.name + `":`) // names are raw JSON string contents
 		b.WriteString(m.raw)
 	}
 	b.WriteByte('}')

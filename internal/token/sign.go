@@ -2,6 +2,7 @@ package token
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -121,14 +122,29 @@ func (s Signer) check() error {
 	if err := checkKey(s.Key); err != nil {
 		return err
 	}
-	if s.Private == nil {
-		return errors.New("token: signer without a private key")
-	}
-	pub, ok := s.Private.Public().(interface{ Equal(x crypto.PublicKey) bool })
+	pub, ok := publicOf(s.Private).(interface{ Equal(x crypto.PublicKey) bool })
 	if !ok || !pub.Equal(s.Key.Public) {
 		return errors.New("token: private key does not match the signer's key")
 	}
 	return nil
+}
+
+// publicOf returns the public key of priv, or nil where asking would panic
+// (nil signers, Ed25519 private keys of the wrong length).
+func publicOf(priv crypto.Signer) crypto.PublicKey {
+	switch k := priv.(type) {
+	case nil:
+		return nil
+	case ed25519.PrivateKey:
+		if len(k) != ed25519.PrivateKeySize {
+			return nil
+		}
+	case *ecdsa.PrivateKey:
+		if k == nil {
+			return nil
+		}
+	}
+	return priv.Public()
 }
 
 // signCompact builds header.payload with the header {"alg","kid","typ"} and
