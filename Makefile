@@ -77,4 +77,4 @@ bench: ## Run the benchmark suite (not part of test)
 
 .PHONY: demo
 demo: ## Run callsignd and the shop example end to end
-	@echo "the demo is not built yet: see README.md"; exit 1
+	go run ./examples/shop/cmd/demo

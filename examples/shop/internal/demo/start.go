@@ -90,6 +90,16 @@ func (r *runner) startAll(ctx context.Context) error {
 // cli runs the callsign CLI as the operator (account callsign-admin) and
 // prints the command and its output. wantExit is the expected exit status.
 func (r *runner) cli(ctx context.Context, wantExit int, args ...string) (string, error) {
+	return r.runCLI(ctx, wantExit, true, args...)
+}
+
+// cliQuiet is cli without printing the output (for --json, which the demo
+// summarises itself).
+func (r *runner) cliQuiet(ctx context.Context, args ...string) (string, error) {
+	return r.runCLI(ctx, 0, false, args...)
+}
+
+func (r *runner) runCLI(ctx context.Context, wantExit int, show bool, args ...string) (string, error) {
 	fmt.Fprintf(r.out, "  operator$ callsign %s\n", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "callsign"), args...)
 	cmd.Env = append(os.Environ(),
@@ -107,7 +117,7 @@ func (r *runner) cli(ctx context.Context, wantExit int, args ...string) (string,
 		return "", err
 	}
 	for _, l := range strings.Split(strings.TrimRight(stdout.String()+stderr.String(), "\n"), "\n") {
-		if l != "" && !strings.HasPrefix(strings.TrimSpace(l), "\"token\"") {
+		if l != "" && (show || code != wantExit) {
 			fmt.Fprintf(r.out, "            %s\n", l)
 		}
 	}

@@ -15,6 +15,10 @@ import (
 	"time"
 )
 
+// trafficPause is the pause between two orders of one client during the
+// rotation.
+const trafficPause = 20 * time.Millisecond
+
 const (
 	methodPlaceOrder = "/shop.v1.OrdersService/PlaceOrder"
 	methodQuote      = "/shop.v1.PricingService/Quote"
@@ -122,7 +126,7 @@ func (r *runner) attack(ctx context.Context, attack, code, reason string, want e
 }
 
 func (r *runner) stepNoScope(ctx context.Context) error {
-	fmt.Fprintln(r.out, "  rogue has a grant for pricing, but without scope pricing.quote")
+	fmt.Fprintln(r.out, "  rogue has a grant for pricing without scopes: its token for pricing lacks pricing.quote")
 	fmt.Fprintf(r.out, "  -> rogue calls %s\n", methodQuote)
 	return r.attack(ctx, "no-scope", "PermissionDenied", "SCOPE_MISSING",
 		expect{service: "pricing", decision: "deny", reason: "SCOPE_MISSING", method: methodQuote, caller: "rogue"})
@@ -171,7 +175,7 @@ type issued struct {
 }
 
 func (r *runner) issue(ctx context.Context, account, audience string) (issued, error) {
-	out, err := r.cli(ctx, 0, "token", "issue", "--account", account, "--key", filepath.Join(r.creds, account+".jwk"), "--audience", audience, "--json")
+	out, err := r.cliQuiet(ctx, "token", "issue", "--account", account, "--key", filepath.Join(r.creds, account+".jwk"), "--audience", audience, "--json")
 	if err != nil {
 		return issued{}, err
 	}
@@ -179,6 +183,7 @@ func (r *runner) issue(ctx context.Context, account, audience string) (issued, e
 	if err := json.Unmarshal([]byte(out), &is); err != nil || is.Token == "" || is.TokenID == "" {
 		return issued{}, fmt.Errorf("callsign token issue printed no token: %q", out)
 	}
+	fmt.Fprintf(r.out, "            a service token of %s for %s: token id %s, signed by key %s\n", account, audience, is.TokenID, is.KeyID)
 	return is, nil
 }
 
@@ -308,7 +313,7 @@ func (r *runner) stepRotation(ctx context.Context) error {
 	if _, err := r.cli(ctx, 0, "signing-keys", "list"); err != nil {
 		return err
 	}
-	fmt.Fprintln(r.out, "  steady traffic: 4 clients place orders through the gateway without pause")
+	fmt.Fprintf(r.out, "  steady traffic: 4 clients place an order through the gateway every %s each\n", trafficPause)
 	var ok, failed atomic.Int64
 	var firstFail atomic.Value
 	stop := make(chan struct{})
@@ -329,6 +334,11 @@ func (r *runner) stepRotation(ctx context.Context) error {
 				res, err := r.order(ctx, user, "globex", "sku-9", 1)
 				if err == nil && res.status == http.StatusOK {
 					ok.Add(1)
+					select {
+					case <-stop:
+					case <-ctx.Done():
+					case <-time.After(trafficPause):
+					}
 					continue
 				}
 				if ctx.Err() != nil {
@@ -367,7 +377,7 @@ func (r *runner) stepRotation(ctx context.Context) error {
 	if _, err := r.cli(ctx, 0, "signing-keys", "rotate"); err != nil {
 		return err
 	}
-	out, err := r.cli(ctx, 0, "signing-keys", "list", "--json")
+	out, err := r.cliQuiet(ctx, "signing-keys", "list", "--json")
 	if err != nil {
 		return err
 	}
