@@ -104,7 +104,7 @@ func TestParseHeaderMembers(t *testing.T) {
 		`"ALG":"none"`,
 		`"typ ":"x"`,
 	} {
-		name := extra[1:strings.Index(extra[1:], `"`)+1]
+		name := extra[1 : strings.Index(extra[1:], `"`)+1]
 		// Signed by the attacker's key (as with an embedded jwk) and by the
 		// real key: refused either way, before any key is looked at.
 		cases = append(cases,
