@@ -77,7 +77,7 @@ var devAccounts = []devAccount{
 // ensureDir creates dir (and its parents) with owner-only permissions when it
 // does not exist.
 func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil { //nolint:gosec // G703: the path is the operator's --data-dir
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
 	return nil
@@ -88,7 +88,7 @@ func ensureDir(dir string) error {
 // reports whether it was generated now.
 func devKEK(dataDir string) (path string, created bool, err error) {
 	path = filepath.Join(dataDir, devKEKFileName)
-	if _, err := os.Stat(path); err == nil {
+	if _, err := os.Stat(path); err == nil { //nolint:gosec // G703: a fixed name in the operator's --data-dir
 		return path, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
@@ -112,7 +112,7 @@ func writeFileExcl(path string, data []byte) error {
 		return err
 	}
 	name := tmp.Name()
-	defer os.Remove(name) //nolint:errcheck // gone after the link; best effort otherwise
+	defer os.Remove(name) // gone after the link; best effort otherwise
 	// CreateTemp makes the file 0600.
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
@@ -152,7 +152,7 @@ type devCredential struct {
 // file does not exist. An existing key is kept across restarts.
 func loadOrCreateCredential(dir, accountID string) (devCredential, error) {
 	path := filepath.Join(dir, accountID+".jwk")
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // G703: a fixed account id of devAccounts in the operator's --data-dir
 	switch {
 	case err == nil:
 		priv, err := parsePrivateJWK(data)

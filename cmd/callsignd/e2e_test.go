@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -167,10 +168,30 @@ func TestServing(t *testing.T) {
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("Verify without a token: %v, want Unauthenticated", err)
 	}
-	// A token of an account without callsign.admin is refused.
+	// A token of an account without callsign.admin is refused, and so is a
+	// tampered operator token.
 	tok, err := p.issue(ctx, t, client, "orders", "billing")
 	if err != nil {
 		t.Fatalf("IssueToken: %v", err)
+	}
+	if _, err := p.issue(ctx, t, client, "orders", "callsign"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("orders got a token for audience callsign: %v", err)
+	}
+	rogueAdmin, err := p.issue(ctx, t, client, adminAccountID, "callsign")
+	if err != nil {
+		t.Fatalf("IssueToken: %v", err)
+	}
+	bad := tamper(rogueAdmin.GetToken())
+	_, err = callsignv1.NewAdminServiceClient(cc).ListAccounts(
+		metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bad), &callsignv1.ListAccountsRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ListAccounts with a tampered token: %v, want Unauthenticated", err)
+	}
+	_, err = callsignv1.NewAdminServiceClient(cc).ListAccounts(
+		metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok.GetToken()), &callsignv1.ListAccountsRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		// The token is for audience billing, not callsign.
+		t.Errorf("ListAccounts with a token for another audience: %v, want Unauthenticated", err)
 	}
 	// With the operator's token, Admin works.
 	actx := p.adminContext(ctx, t, client)
@@ -185,7 +206,18 @@ func TestServing(t *testing.T) {
 	if err != nil || !v.GetActive() || v.GetClaims().GetSubject() != "orders" {
 		t.Errorf("Verify = %v, %v; want active, subject orders", v, err)
 	}
-	p.assertLogsClean(t, tok.GetToken())
+	p.assertLogsClean(t, tok.GetToken(), bad, rogueAdmin.GetToken())
+	if !strings.Contains(p.stderr.String(), "AUDIENCE_MISMATCH") {
+		t.Errorf("the denials were not audited:\n%s", p.stderr.String())
+	}
+
+	// callsignd's own verifier exports its metrics on /metrics.
+	_, body = p.httpGet(t, "/metrics")
+	for _, name := range []string{"callsign_keys_age_seconds", "callsign_server_decisions_total"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 }
 
 // TestRestartKeepsEverything kills callsignd with SIGKILL during issuance load

@@ -11,13 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/build"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,10 +40,10 @@ const (
 )
 
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	binOnce  sync.Once
+	binPath  string
+	errBuild error
+	binDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -60,10 +60,10 @@ func callsignd(tb testing.TB) string {
 	binOnce.Do(func() {
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
 		}
-		binDir, binErr = os.MkdirTemp("", "callsignd-test-")
-		if binErr != nil {
+		binDir, errBuild = os.MkdirTemp("", "callsignd-test-")
+		if errBuild != nil {
 			return
 		}
 		binPath = filepath.Join(binDir, "callsignd")
@@ -71,11 +71,11 @@ func callsignd(tb testing.TB) string {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, goBin, "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go build: %w\n%s", err, out)
+			errBuild = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
-	if binErr != nil {
-		tb.Fatal(binErr)
+	if errBuild != nil {
+		tb.Fatal(errBuild)
 	}
 	return binPath
 }
@@ -186,7 +186,7 @@ func (p *proc) waitReady(timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited before ready: %v", p.waitErr)
+			return fmt.Errorf("exited before ready: %w", p.waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {

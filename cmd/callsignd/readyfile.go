@@ -31,7 +31,7 @@ func writeReadyFile(path string, info readyInfo) error {
 	if err != nil {
 		return fmt.Errorf("write --ready-file: %w", err)
 	}
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename; best effort otherwise
+	defer os.Remove(tmp.Name()) // gone after the rename; best effort otherwise
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("write --ready-file: %w", err)
@@ -42,7 +42,7 @@ func writeReadyFile(path string, info readyInfo) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil { //nolint:gosec // addresses only, meant to be read
 		return fmt.Errorf("write --ready-file: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil { //nolint:gosec // G703: the path is the operator's --ready-file
 		return fmt.Errorf("write --ready-file: %w", err)
 	}
 	return nil

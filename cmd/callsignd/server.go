@@ -72,12 +72,12 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer grpcLis.Close() //nolint:errcheck // closed by Serve/Stop first; this covers early returns
+	defer grpcLis.Close() // closed by Serve/Stop first; this covers early returns
 	httpLis, err := listen(ctx, "--http-addr", o.httpAddr)
 	if err != nil {
 		return err
 	}
-	defer httpLis.Close() //nolint:errcheck // as above
+	defer httpLis.Close() // as above
 
 	if err := ensureDir(o.dataDir); err != nil {
 		return err
@@ -224,7 +224,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		_ = httpSrv.Close()
 	}
 	if o.readyFile != "" {
-		if err := os.Remove(o.readyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(o.readyFile); err != nil && !errors.Is(err, os.ErrNotExist) { //nolint:gosec // G703: the operator's --ready-file
 			logger.Warn("remove --ready-file", "error", err.Error())
 		}
 	}

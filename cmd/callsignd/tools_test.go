@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,9 +140,7 @@ func TestTokensVerifyWithNodeJose(t *testing.T) {
 			}
 			with := func(kv ...string) map[string]string {
 				m := map[string]string{}
-				for k, v := range base {
-					m[k] = v
-				}
+				maps.Copy(m, base)
 				for i := 0; i+1 < len(kv); i += 2 {
 					m[kv[i]] = kv[i+1]
 				}
