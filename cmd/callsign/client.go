@@ -54,7 +54,7 @@ type connFlags struct {
 func registerConnFlags(fs *flag.FlagSet) *connFlags {
 	c := &connFlags{}
 	fs.StringVar(&c.addr, "addr", defaultAddr, "callsignd's gRPC address `host:port` (env CALLSIGN_ADDR)")
-	fs.StringVar(&c.account, "account", defaultAdminAccount, "the admin `account` the CLI acts as (env CALLSIGN_ACCOUNT)")
+	fs.StringVar(&c.account, "account", defaultAdminAccount, "the `account` the CLI acts as: the operator account, or with token issue the account whose token is wanted (env CALLSIGN_ACCOUNT)")
 	fs.StringVar(&c.key, "key", "", "private key `file` (Ed25519 JWK) of --account (env CALLSIGN_KEY)")
 	fs.StringVar(&c.issuer, "issuer", defaultIssuer, "callsignd's issuer `id`, the audience of client assertions (env CALLSIGN_ISSUER)")
 	fs.StringVar(&c.ca, "ca", "", "PEM CA bundle `file`: use TLS and verify callsignd's certificate against it (env CALLSIGN_CA)")
