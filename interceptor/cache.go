@@ -108,7 +108,7 @@ func (c *tokenCache) get(raw string, typ token.Type, now time.Time) *verified {
 	if c == nil {
 		return nil
 	}
-	key := maphash.String(c.seed, raw)
+	key := c.keyOf(raw)
 	sh := &c.shards[key&(cacheShards-1)]
 	sh.mu.Lock()
 	e := sh.entries[key]
@@ -132,7 +132,7 @@ func (c *tokenCache) put(raw string, v *verified, deadline time.Time) {
 	if c == nil {
 		return
 	}
-	key := maphash.String(c.seed, raw)
+	key := c.keyOf(raw)
 	sh := &c.shards[key&(cacheShards-1)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -146,6 +146,12 @@ func (c *tokenCache) put(raw string, v *verified, deadline time.Time) {
 	sh.entries[key] = e
 	sh.pushFrontLocked(e)
 }
+
+// keyOf hashes raw in place, with the cache's random seed.
+func (c *tokenCache) keyOf(raw string) uint64 { return maphash.String(c.seed, raw) }
+
+// shardOf is the shard index of raw.
+func (c *tokenCache) shardOf(raw string) uint64 { return c.keyOf(raw) & (cacheShards - 1) }
 
 // len is the number of entries, for tests.
 func (c *tokenCache) len() int {
