@@ -150,12 +150,12 @@ func TestIssueTokenRefusals(t *testing.T) {
 	secret := e.rotateSecret("orders", false)
 	offSecret := e.rotateSecret("off", false)
 	other := newAccountKey(t, "orders-1") // same kid, another key
+	expired := e.assertion("orders")
+	e.clock.Advance(2 * time.Minute)
 	replayed := e.assertion("orders")
 	if _, err := e.auth.IssueToken(ctx, issueReq(replayed, "billing")); err != nil {
 		t.Fatal(err)
 	}
-	expired := e.assertion("orders")
-	e.clock.Advance(2 * time.Minute)
 	orders := e.keys["orders"]
 
 	cases := []struct {

@@ -23,8 +23,8 @@ func (e *env) publishedKIDs() map[string]bool {
 	return out
 }
 
-// TestKeyLifecycle runs three days of the default schedule under a fake clock,
-// a minute at a time, issuing a token of the maximum lifetime every minute, and
+// TestKeyLifecycle runs seven hours of a schedule rotating every two hours
+// (the other settings default) under a fake clock, a minute at a time, issuing a token of the maximum lifetime every minute, and
 // checks the rules of DESIGN.md §4 at every step:
 //   - a key signs only after it has been published for PublishLead (the very
 //     first key of a fresh store excepted);
@@ -32,7 +32,7 @@ func (e *env) publishedKIDs() map[string]bool {
 //   - retired keys are removed afterwards, so the published set stays small;
 //   - at most one key is active and one is next.
 func TestKeyLifecycle(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, NewMemoryStore(), newFakeClock(), newTestKeys(t), func(c *Config) { c.RotationPeriod = 2 * time.Hour })
 	ctx := context.Background()
 	cfg := e.cfg
 	type issued struct {
@@ -44,9 +44,18 @@ func TestKeyLifecycle(t *testing.T) {
 	firstSigned := map[string]time.Time{}
 	lastSeen := map[string]time.Time{}
 	bootstrap := ""
-	for step := 0; step < 3*24*60; step++ {
+	for step := 0; step < 7*60; step++ {
 		if step > 0 {
 			e.clock.Advance(time.Minute)
+			// A token signed at the very instant of the rotation, before the
+			// step: the longest-lived token its key ever signs.
+			req := issueReq(e.assertion("orders"), "billing")
+			req.Lifetime = durationpb.New(cfg.MaxTokenLifetime)
+			resp, err := e.auth.IssueToken(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens = append(tokens, issued{resp.GetKeyId(), resp.GetExpireTime().AsTime()})
 			if err := e.svc.Tick(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -100,9 +109,9 @@ func TestKeyLifecycle(t *testing.T) {
 			t.Fatalf("%v: states %v", now, states)
 		}
 	}
-	// Three days (less a minute) at a rotation every 24 h: three keys signed.
-	if len(firstSigned) != 3 {
-		t.Errorf("%d keys signed, want 3", len(firstSigned))
+	// Seven hours (less a minute) at a rotation every 2 h: four keys signed.
+	if len(firstSigned) != 4 {
+		t.Errorf("%d keys signed, want 4", len(firstSigned))
 	}
 	// Each retired key left the published set after its last token expired
 	// plus skew, and not much later (within the retention margin and a step).
@@ -125,8 +134,8 @@ func TestKeyLifecycle(t *testing.T) {
 			t.Errorf("key %s published %v after its last token expired", kid, gone.Sub(last))
 		}
 	}
-	if len(lastSeen) != 4 {
-		t.Errorf("%d keys ever published, want 4 (3 signed, 1 next)", len(lastSeen))
+	if len(lastSeen) != 5 {
+		t.Errorf("%d keys ever published, want 5 (4 signed, 1 next)", len(lastSeen))
 	}
 }
 
@@ -216,5 +225,55 @@ func TestLifecycleStepIdempotent(t *testing.T) {
 	keys[0].Algorithm = "ES256"
 	if _, err := l.step(keys, now, false); err == nil {
 		t.Error("keys of another algorithm accepted")
+	}
+}
+
+// TestLifecyclePublishLead: when the next key is young (here: created late,
+// because the store held only a due active key), the active key keeps signing
+// until the next key has been published for PublishLead.
+func TestLifecyclePublishLead(t *testing.T) {
+	l := lifecycle{alg: token.EdDSA, publishLead: 10 * time.Minute, rotationPeriod: 24 * time.Hour,
+		maxLifetime: 15 * time.Minute, skew: 30 * time.Second, kek: testKEK, rand: rand.Reader}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	keys, err := l.step(nil, t0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := keys[0]
+	active.RetireAt = t0.Add(time.Hour)
+	now := t0.Add(2 * time.Hour) // the active key is overdue; there is no next key
+	keys, err = l.step([]SigningKey{active}, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateOf := func(keys []SigningKey, id string) KeyState {
+		for _, k := range keys {
+			if k.ID == id {
+				return k.State
+			}
+		}
+		return ""
+	}
+	if len(keys) != 2 || stateOf(keys, active.ID) != KeyActive {
+		t.Fatalf("a young next key was promoted: %d keys, old key %s", len(keys), stateOf(keys, active.ID))
+	}
+	for _, k := range keys {
+		if k.ID == active.ID && !k.RetireAt.Equal(now.Add(l.publishLead)) {
+			t.Errorf("active key retires at %v, want %v", k.RetireAt, now.Add(l.publishLead))
+		}
+	}
+	keys, err = l.step(keys, now.Add(l.publishLead-time.Second), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stateOf(keys, active.ID) != KeyActive {
+		t.Fatal("promoted before PublishLead")
+	}
+	keys, err = l.step(keys, now.Add(l.publishLead), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stateOf(keys, active.ID) != KeyRetired {
+		t.Fatal("not promoted after PublishLead")
 	}
 }

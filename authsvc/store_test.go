@@ -383,7 +383,7 @@ func TestSQLiteRestart(t *testing.T) {
 	}
 	_ = st2.Close()
 
-	clock.Advance(time.Minute)
+	clock.Advance(time.Second)
 	st3, err := OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
