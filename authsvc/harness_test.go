@@ -328,3 +328,7 @@ var errBoom = errors.New("boom")
 var _ = io.Discard
 
 func timestampAt(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+func addKeyReq(account string, k accountKey) *callsignv1.AddPublicKeyRequest {
+	return &callsignv1.AddPublicKeyRequest{AccountId: account, Jwk: k.jwk, KeyId: k.kid}
+}
