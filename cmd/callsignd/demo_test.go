@@ -16,9 +16,10 @@ import (
 )
 
 // TestDemoLifetimeFlags: the lifetime and rotation flags override the
-// configuration, so that a demo can use short lifetimes.
+// configuration, so that a demo can use short lifetimes; --audit-allowed logs
+// allowed calls too.
 func TestDemoLifetimeFlags(t *testing.T) {
-	p := startDev(t, filepath.Join(t.TempDir(), "data"),
+	p := startDev(t, filepath.Join(t.TempDir(), "data"), "--audit-allowed",
 		"--token-lifetime", "20s", "--refresh-hint", "2s", "--publish-lead", "30s", "--rotation-period", "90s")
 	ctx := rpcContext(t)
 	cc := p.conn(t)
@@ -56,6 +57,10 @@ func TestDemoLifetimeFlags(t *testing.T) {
 	if active != 1 {
 		t.Errorf("%d active keys, want 1: %v", active, list.GetKeys())
 	}
+	if !p.waitLog(callsignv1.AdminService_ListSigningKeys_FullMethodName) {
+		t.Errorf("no audit record of the allowed ListSigningKeys:\n%s", p.stderr.String())
+	}
+	p.assertLogsClean(t, tok.GetToken())
 }
 
 // decodeClaims returns the numeric claims of a compact JWS, unverified.
@@ -105,11 +110,17 @@ func TestRotationDuringTraffic(t *testing.T) {
 		failures.Add(1)
 		firstErr.CompareAndSwap(nil, status.Convert(err).String())
 	}
+	issueAdmin, issueOrders := p.issuer(t, adminAccountID), p.issuer(t, "orders")
 	for range 3 {
 		wg.Go(func() {
 			for !stop.Load() {
-				actx := p.adminContext(ctx, t, auth) // a fresh admin token each round
-				svc, err := p.issue(ctx, t, auth, "orders", "billing")
+				adm, err := issueAdmin(ctx, auth, "callsign") // a fresh admin token each round
+				if err != nil {
+					fail(err)
+					continue
+				}
+				actx := withToken(ctx, adm.GetToken())
+				svc, err := issueOrders(ctx, auth, "billing")
 				if err != nil {
 					fail(err)
 					continue

@@ -67,6 +67,8 @@
 //	                      for deployments behind a mesh that provides mTLS
 //	--log-level LEVEL     debug, info (default), warn or error
 //	--log-format FORMAT   text (default) or json, on standard error
+//	--audit-allowed       log an audit record for every allowed call to
+//	                      AdminService and Verify (denials are always logged)
 //	--issuer ID           the issuer id (overrides the configuration)
 //	--token-lifetime, --max-token-lifetime, --rotation-period,
 //	--publish-lead, --refresh-hint DURATION

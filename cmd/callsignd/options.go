@@ -62,8 +62,9 @@ type options struct {
 	tlsClientCA    string
 	allowPlaintext bool
 
-	logLevel  slog.Level
-	logFormat string
+	logLevel     slog.Level
+	logFormat    string
+	auditAllowed bool
 
 	issuer           string
 	tokenLifetime    time.Duration
@@ -100,6 +101,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.allowPlaintext, "allow-plaintext", false, "allow gRPC without TLS on a non-loopback address (only behind a mesh that provides mTLS)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&o.auditAllowed, "audit-allowed", false, "log an audit record for every allowed call to AdminService and Verify too (denials are always logged)")
 	fs.StringVar(&o.issuer, "issuer", "", "issuer id of this deployment (overrides the configuration file)")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 0, "default service token lifetime (overrides the configuration file)")
 	fs.DurationVar(&o.maxTokenLifetime, "max-token-lifetime", 0, "maximum token lifetime (overrides the configuration file)")

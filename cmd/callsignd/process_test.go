@@ -124,10 +124,16 @@ func startDev(tb testing.TB, dataDir string, args ...string) *proc {
 // launch starts callsignd --dev without waiting.
 func launch(tb testing.TB, dataDir string, args ...string) *proc {
 	tb.Helper()
+	return launchEnv(tb, dataDir, nil, append([]string{"--dev"}, args...)...)
+}
+
+// launchEnv starts callsignd with args and extra environment variables,
+// without --dev unless args have it, on dataDir and free loopback ports.
+func launchEnv(tb testing.TB, dataDir string, env []string, args ...string) *proc {
+	tb.Helper()
 	bin := callsignd(tb)
 	readyFile := filepath.Join(tb.TempDir(), "ready.json")
 	all := append([]string{
-		"--dev",
 		"--data-dir", dataDir,
 		"--grpc-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
@@ -136,7 +142,7 @@ func launch(tb testing.TB, dataDir string, args ...string) *proc {
 	}, args...)
 	p := &proc{dataDir: dataDir, readyFile: readyFile, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, all...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -263,15 +269,33 @@ func (p *proc) credential(tb testing.TB, account string) (ed25519.PrivateKey, st
 // issue obtains a service token for account and audience with private_key_jwt.
 func (p *proc) issue(ctx context.Context, tb testing.TB, client callsignv1.AuthServiceClient, account, audience string) (*callsignv1.IssueTokenResponse, error) {
 	tb.Helper()
+	return p.issuer(tb, account)(ctx, client, audience)
+}
+
+// issueFunc obtains a service token for one account; it is safe to call from
+// any goroutine.
+type issueFunc func(ctx context.Context, client callsignv1.AuthServiceClient, audience string) (*callsignv1.IssueTokenResponse, error)
+
+// issuer returns an issueFunc for a dev account, its key read once.
+func (p *proc) issuer(tb testing.TB, account string) issueFunc {
+	tb.Helper()
 	priv, kid := p.credential(tb, account)
-	assertion, err := token.SignAssertion(priv, kid, account, p.info.Issuer, time.Now(), 30*time.Second)
-	if err != nil {
-		tb.Fatal(err)
+	iss := p.info.Issuer
+	return func(ctx context.Context, client callsignv1.AuthServiceClient, audience string) (*callsignv1.IssueTokenResponse, error) {
+		assertion, err := token.SignAssertion(priv, kid, account, iss, time.Now(), 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return client.IssueToken(ctx, &callsignv1.IssueTokenRequest{
+			Credential: &callsignv1.IssueTokenRequest_ClientAssertion{ClientAssertion: assertion},
+			Audience:   audience,
+		})
 	}
-	return client.IssueToken(ctx, &callsignv1.IssueTokenRequest{
-		Credential: &callsignv1.IssueTokenRequest_ClientAssertion{ClientAssertion: assertion},
-		Audience:   audience,
-	})
+}
+
+// withToken returns ctx with "authorization: Bearer tok".
+func withToken(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
 // adminContext returns ctx with a callsign-admin token attached.
@@ -281,7 +305,7 @@ func (p *proc) adminContext(ctx context.Context, tb testing.TB, client callsignv
 	if err != nil {
 		tb.Fatalf("issue an admin token: %v", err)
 	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+resp.GetToken())
+	return withToken(ctx, resp.GetToken())
 }
 
 // jwks fetches /.well-known/jwks.json and parses it strictly.
@@ -298,9 +322,30 @@ func (p *proc) jwks(tb testing.TB) *token.KeySet {
 	return ks
 }
 
-// assertLogsClean fails when the process's output contains any of secrets.
+// waitLog reports whether the process's output contains s, waiting a little
+// for output still in the pipe.
+func (p *proc) waitLog(s string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// assertLogsClean stops the process (SIGTERM) if it still runs, so that all
+// of its output is in, and fails when that output contains any of secrets.
 func (p *proc) assertLogsClean(tb testing.TB, secrets ...string) {
 	tb.Helper()
+	select {
+	case <-p.done:
+	default:
+		if code := p.stop(tb, syscall.SIGTERM); code != 0 {
+			tb.Errorf("exit code %d after SIGTERM", code)
+		}
+	}
 	out := p.stderr.String()
 	for _, s := range secrets {
 		if s != "" && strings.Contains(out, s) {
@@ -325,5 +370,3 @@ func rpcContext(tb testing.TB) context.Context {
 	tb.Cleanup(cancel)
 	return ctx
 }
-
-var _ = syscall.SIGTERM

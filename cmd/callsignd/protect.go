@@ -58,7 +58,7 @@ func (f selfFetcher) GetKeys(ctx context.Context, in *callsignv1.GetKeysRequest,
 // network), with the rules declared in auth.proto and admin.proto, and the
 // explicit public rules of health and reflection. The returned close function
 // stops the key source.
-func selfProtection(ctx context.Context, svc *authsvc.Service, cfg *authsvc.Config, reg prometheus.Registerer, logger *slog.Logger) (*interceptor.Server, func(), error) {
+func selfProtection(ctx context.Context, svc *authsvc.Service, cfg *authsvc.Config, auditAllowed bool, reg prometheus.Registerer, logger *slog.Logger) (*interceptor.Server, func(), error) {
 	alg := interceptor.Algorithm(cfg.Algorithm)
 	waitCtx, cancel := context.WithTimeout(ctx, keysWait)
 	defer cancel()
@@ -77,7 +77,7 @@ func selfProtection(ctx context.Context, svc *authsvc.Service, cfg *authsvc.Conf
 		interceptor.WithAlgorithm(alg),
 		interceptor.WithSkew(cfg.Skew),
 		interceptor.WithMaxLifetime(cfg.MaxTokenLifetime),
-		interceptor.WithLogger(logger),
+		interceptor.WithAuditSink(interceptor.NewSlogAuditSink(logger, auditAllowed)),
 		interceptor.WithMetrics(reg),
 	}
 	for _, name := range exemptServices {

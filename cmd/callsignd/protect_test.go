@@ -56,7 +56,7 @@ func (unruled) Do() {}
 func TestCheckServer(t *testing.T) {
 	svc, cfg := newTestService(t)
 	reg := prometheus.NewRegistry()
-	guard, closeKeys, err := selfProtection(context.Background(), svc, cfg, reg, slog.New(slog.DiscardHandler))
+	guard, closeKeys, err := selfProtection(context.Background(), svc, cfg, false, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

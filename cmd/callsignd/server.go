@@ -141,7 +141,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	}
 
 	reg, metricsHandler := newMetrics()
-	guard, closeKeys, err := selfProtection(ctx, svc, cfg, reg, logger)
+	guard, closeKeys, err := selfProtection(ctx, svc, cfg, o.auditAllowed, reg, logger)
 	if err != nil {
 		return err
 	}
