@@ -19,11 +19,21 @@ import (
 	"github.com/callsign-dev/callsign/internal/token"
 )
 
+// prodSetup is what a production start needs.
+type prodSetup struct {
+	kekFile string             // mode 0600
+	kekB64  string             // the same key, for CALLSIGN_KEK
+	cfgFile string             // declares the account "reporter"
+	priv    ed25519.PrivateKey // reporter's key
+	kid     string
+}
+
 // productionSetup writes a key-encryption key (mode 0600) and a configuration
 // declaring one account with a fresh Ed25519 key and a grant.
-func productionSetup(t *testing.T) (kekFile, kekB64, cfgFile string, priv ed25519.PrivateKey, kid string) {
+func productionSetup(t *testing.T) prodSetup {
 	t.Helper()
 	dir := t.TempDir()
+	var kekFile, kekB64, cfgFile string
 	raw := make([]byte, kekSize)
 	if _, err := rand.Read(raw); err != nil {
 		t.Fatal(err)
@@ -50,7 +60,7 @@ func productionSetup(t *testing.T) (kekFile, kekB64, cfgFile string, priv ed2551
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return kekFile, kekB64, cfgFile, priv, j.Kid
+	return prodSetup{kekFile: kekFile, kekB64: kekB64, cfgFile: cfgFile, priv: priv, kid: j.Kid}
 }
 
 func issueWith(ctx context.Context, t *testing.T, p *proc, priv ed25519.PrivateKey, kid, account, audience string) (*callsignv1.IssueTokenResponse, error) {
@@ -70,7 +80,8 @@ func issueWith(ctx context.Context, t *testing.T, p *proc, priv ed25519.PrivateK
 // key or credential files, and applies the configuration idempotently across
 // restarts.
 func TestProductionMode(t *testing.T) {
-	kekFile, kekB64, cfgFile, priv, kid := productionSetup(t)
+	s := productionSetup(t)
+	kekFile, kekB64, cfgFile, priv, kid := s.kekFile, s.kekB64, s.cfgFile, s.priv, s.kid
 	dataDir := filepath.Join(t.TempDir(), "data")
 
 	start := func(env []string, args ...string) *proc {
@@ -127,7 +138,8 @@ func TestProductionMode(t *testing.T) {
 // decrypt the signing keys and refuses to start, and a key file readable by
 // others is refused.
 func TestWrongKEKRefused(t *testing.T) {
-	kekFile, _, cfgFile, _, _ := productionSetup(t)
+	s := productionSetup(t)
+	kekFile, cfgFile := s.kekFile, s.cfgFile
 	dataDir := filepath.Join(t.TempDir(), "data")
 	p := launchEnv(t, dataDir, nil, "--config", cfgFile, "--kek-file", kekFile)
 	if err := p.waitReady(startTimeout); err != nil {
