@@ -571,4 +571,3 @@ func walkCookbook(v any, key string, fn func(key string, v any)) {
 		}
 	}
 }
-
