@@ -72,8 +72,10 @@ test: ## Run all tests with the race detector
 	go test -race $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## Run the benchmark suite (not part of test)
-	@echo "the benchmark suite is not built yet"; exit 1
+bench: $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## Run the benchmark suite, print the ratio table (about 12 min on 2 cores)
+	go run ./bench/cmd/benchtable -count=6 -o bench.out
+	benchstat bench.out > bench.benchstat.out
+	@echo "benchstat's view of the same run: bench.benchstat.out"
 
 .PHONY: demo
 demo: ## Run callsignd and the shop example end to end
