@@ -327,7 +327,7 @@ func (s *tokenSource) slow(ctx context.Context, audience string) (*cachedToken, 
 	if t := e.cur.Load(); t != nil && s.cfg.clock.Now().Before(t.useUntil) {
 		return t, nil
 	}
-	f, err := s.join(e)
+	f, err := s.join(e, false)
 	if err != nil {
 		return nil, tokenUnavailable(err)
 	}
@@ -385,14 +385,23 @@ func (s *tokenSource) goLocked(f func()) {
 }
 
 // join returns the IssueToken call in progress for e, or starts one, unless
-// e is backing off after a failure.
-func (s *tokenSource) join(e *tsEntry) (*tsFlight, error) {
+// e is backing off after a failure. A call may have ended since the caller
+// looked at the cache: when the token it left is still valid (and, for a
+// refresh, not due yet) no call is started and the token is returned as a
+// finished flight.
+func (s *tokenSource) join(e *tsEntry, refresh bool) (*tsFlight, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.flight != nil {
 		return e.flight, nil
 	}
-	if e.lastErr != nil && s.cfg.clock.Now().Before(e.nextAttempt) {
+	now := s.cfg.clock.Now()
+	if t := e.cur.Load(); t != nil && now.Before(t.useUntil) && (!refresh || now.Before(t.refreshAt)) {
+		f := &tsFlight{done: make(chan struct{}), tok: t}
+		close(f.done)
+		return f, nil
+	}
+	if e.lastErr != nil && now.Before(e.nextAttempt) {
 		return nil, e.lastErr
 	}
 	s.mu.Lock()
@@ -510,7 +519,7 @@ func (s *tokenSource) refresher(e *tsEntry) {
 				return
 			}
 		}
-		f, err := s.join(e)
+		f, err := s.join(e, true)
 		if err != nil {
 			continue
 		}

@@ -606,3 +606,34 @@ func TestBackoffWait(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenSourceHerd(t *testing.T) {
+	// 1,000 first calls released together, without holding IssueToken: the
+	// calls that find the flight finished must not start another.
+	const herd, rounds = 1000, 50
+	fa := newCliFakeAuth(SystemClock)
+	client := cliStartAuth(t, fa)
+	ctx := cliCtx(t)
+	for round := range rounds {
+		ts, err := NewTokenSource(client, ClientSecret("orders", "cs_secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range herd {
+			wg.Go(func() {
+				<-start
+				if _, err := ts.Token(ctx, "billing"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		_ = ts.Close()
+		if n := fa.calls.Load(); n != int32(round+1) {
+			t.Fatalf("round %d: %d IssueToken calls in all, want %d", round, n, round+1)
+		}
+	}
+}
