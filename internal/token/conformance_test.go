@@ -196,7 +196,7 @@ func keySetDoc(jwkOrSet json.RawMessage) []byte {
 
 // conformance holds the counts reported at the end.
 type conformance struct {
-	profile, signature, keysRefused, keysLoaded, primitives, skipped int
+	profile, signature, keysRefused, keysLoaded, skipped int
 }
 
 var profileAlgs = []Algorithm{EdDSA, ES256}

@@ -61,7 +61,7 @@ func ed25519PointValid(pub []byte) bool {
 	for range 3 {
 		x, y = edDouble(x, y)
 	}
-	return !(x.Sign() == 0 && y.Cmp(big.NewInt(1)) == 0)
+	return x.Sign() != 0 || y.Cmp(big.NewInt(1)) != 0
 }
 
 // edDouble returns 2·(x, y) with the complete twisted Edwards addition law

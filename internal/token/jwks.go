@@ -13,28 +13,29 @@ import (
 // [MarshalJWKS]. The texts are fixed and never repeat the input.
 var ErrKeySet = errors.New("token: invalid key set")
 
-func keySetError(detail string) error { return &keySetErr{detail} }
+func newKeySetError(detail string) error { return &keySetError{detail} }
 
-type keySetErr struct{ detail string }
+// keySetError is a fixed key set error that wraps ErrKeySet.
+type keySetError struct{ detail string }
 
-func (e *keySetErr) Error() string { return ErrKeySet.Error() + ": " + e.detail }
-func (e *keySetErr) Unwrap() error { return ErrKeySet }
+func (e *keySetError) Error() string { return ErrKeySet.Error() + ": " + e.detail }
+func (e *keySetError) Unwrap() error { return ErrKeySet }
 
 // Fixed key set errors.
 var (
-	errSetAlgorithm = keySetError("unsupported algorithm")
-	errSetSize      = keySetError("larger than 64 KiB")
-	errSetSyntax    = keySetError("not strict JSON")
-	errSetNoKeys    = keySetError("no keys array")
-	errSetTooMany   = keySetError("more than 64 keys")
-	errSetDupKID    = keySetError("duplicate kid")
-	errSetPrivate   = keySetError("private key member present")
-	errSetKID       = keySetError("missing or invalid kid")
-	errSetAlg       = keySetError("alg missing or not the pinned algorithm")
-	errSetUse       = keySetError("use is not sig")
-	errSetKeyOps    = keySetError("key_ops other than verify")
-	errSetKeyType   = keySetError("kty or crv does not match the algorithm")
-	errSetKeyValue  = keySetError("invalid public key")
+	errSetAlgorithm = newKeySetError("unsupported algorithm")
+	errSetSize      = newKeySetError("larger than 64 KiB")
+	errSetSyntax    = newKeySetError("not strict JSON")
+	errSetNoKeys    = newKeySetError("no keys array")
+	errSetTooMany   = newKeySetError("more than 64 keys")
+	errSetDupKID    = newKeySetError("duplicate kid")
+	errSetPrivate   = newKeySetError("private key member present")
+	errSetKID       = newKeySetError("missing or invalid kid")
+	errSetAlg       = newKeySetError("alg missing or not the pinned algorithm")
+	errSetUse       = newKeySetError("use is not sig")
+	errSetKeyOps    = newKeySetError("key_ops other than verify")
+	errSetKeyType   = newKeySetError("kty or crv does not match the algorithm")
+	errSetKeyValue  = newKeySetError("invalid public key")
 )
 
 // Lookup returns the key with the given kid. The key's Public value is shared
@@ -112,7 +113,8 @@ func checkKey(k Key) error {
 		if !ok || pub == nil || pub.Curve != elliptic.P256() {
 			return errSetKeyType
 		}
-		if pub.X == nil || pub.Y == nil {
+		// Bytes panics on a key without coordinates, so look at them first.
+		if pub.X == nil || pub.Y == nil { //nolint:staticcheck // SA1019: the only way to see a key Bytes would panic on
 			return errSetKeyValue
 		}
 		if _, err := pub.Bytes(); err != nil {
@@ -360,10 +362,18 @@ func MarshalJWKS(keys []Key) ([]byte, error) {
 		}
 		switch k.Algorithm {
 		case EdDSA:
+			pub, ok := k.Public.(ed25519.PublicKey)
+			if !ok {
+				return nil, errSetKeyType
+			}
 			b = append(b, `{"kty":"OKP","crv":"Ed25519","x":"`...)
-			b = b64.AppendEncode(b, k.Public.(ed25519.PublicKey))
+			b = b64.AppendEncode(b, pub)
 		case ES256:
-			point, err := k.Public.(*ecdsa.PublicKey).Bytes()
+			pub, ok := k.Public.(*ecdsa.PublicKey)
+			if !ok {
+				return nil, errSetKeyType
+			}
+			point, err := pub.Bytes()
 			if err != nil || len(point) != 65 {
 				return nil, errSetKeyValue
 			}

@@ -115,8 +115,7 @@ func (e *Error) Error() string { return "token: " + e.Reason.String() }
 // ReasonOf returns the reason of err when it is (or wraps) an [*Error], and
 // REASON_UNSPECIFIED otherwise.
 func ReasonOf(err error) callsignv1.Reason {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Reason
 	}
 	return callsignv1.Reason_REASON_UNSPECIFIED

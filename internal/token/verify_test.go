@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/asn1"
+	"errors"
 	"math/big"
 	"strings"
 	"testing"
@@ -203,7 +204,11 @@ func TestReasonOf(t *testing.T) {
 	}
 	// Each error is a fresh value: changing one changes no other.
 	_, err2 := Parse("x", EdDSA, TypeService)
-	err.(*Error).Reason = rExpired
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatal("not an *Error")
+	}
+	e.Reason = rExpired
 	if ReasonOf(err2) != rMalformed {
 		t.Fatal("errors share state")
 	}
