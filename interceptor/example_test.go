@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/callsign-dev/callsign/interceptor"
 	testv1 "github.com/callsign-dev/callsign/internal/gen/callsign/test/v1"
 	"github.com/callsign-dev/callsign/internal/token"
-	"github.com/callsign-dev/callsign/interceptor"
 )
 
 // exampleIssuer stands in for callsignd: it publishes a JWKS and signs
