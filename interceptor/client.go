@@ -30,7 +30,7 @@ type ClientOption func(*clientConfig)
 type clientConfig struct {
 	audience    string
 	descriptors DescriptorResolver
-	newID       func() string
+	newIDs      func() (string, string)
 }
 
 // WithTargetAudience sets the audience of every call made through the
@@ -46,11 +46,6 @@ func WithTargetAudience(audience string) ClientOption {
 // time: options they carry as unknown fields are understood.
 func WithClientDescriptors(d DescriptorResolver) ClientOption {
 	return func(c *clientConfig) { c.descriptors = d }
-}
-
-// withRequestIDs replaces the generator of request and correlation ids (tests).
-func withRequestIDs(f func() string) ClientOption {
-	return func(c *clientConfig) { c.newID = f }
 }
 
 // UnaryClientInterceptor attaches callsign credentials and context to every
@@ -223,8 +218,8 @@ func newClientAttacher(ts TokenSource, opts []ClientOption) *clientAttacher {
 	if c.cfg.descriptors == nil {
 		c.cfg.descriptors = protoregistry.GlobalFiles
 	}
-	if c.cfg.newID == nil {
-		c.cfg.newID = newRandomID
+	if c.cfg.newIDs == nil {
+		c.cfg.newIDs = newRandomIDs
 	}
 	empty := map[string]*clientTarget{}
 	c.targets.Store(&empty)
@@ -392,14 +387,23 @@ func (c *clientAttacher) attach(ctx context.Context, t *clientTarget, corr strin
 			kv = append(kv, f.key, v)
 		}
 	}
-	if !correlated {
-		if corr == "" {
-			corr = c.cfg.newID()
+	needRequestID := len(metadata.ValueFromOutgoingContext(ctx, MDRequestID)) == 0
+	switch {
+	case !correlated && corr == "" && needRequestID:
+		var reqID string
+		corr, reqID = c.cfg.newIDs()
+		kv = append(kv, MDCorrelationID, corr, MDRequestID, reqID)
+	default:
+		if !correlated {
+			if corr == "" {
+				corr, _ = c.cfg.newIDs()
+			}
+			kv = append(kv, MDCorrelationID, corr)
 		}
-		kv = append(kv, MDCorrelationID, corr)
-	}
-	if len(metadata.ValueFromOutgoingContext(ctx, MDRequestID)) == 0 {
-		kv = append(kv, MDRequestID, c.cfg.newID())
+		if needRequestID {
+			reqID, _ := c.cfg.newIDs()
+			kv = append(kv, MDRequestID, reqID)
+		}
 	}
 	return metadata.AppendToOutgoingContext(ctx, kv...), tok, corr, nil
 }
@@ -419,14 +423,18 @@ func (c *clientAttacher) bearerFor(ctx context.Context, audience string) (string
 	return "Bearer " + tok, tok, nil
 }
 
-// newRandomID returns 128 random bits, base64url without padding (22
-// characters). The generator is the runtime's ChaCha8: cheap, unpredictable
-// enough for request and correlation ids (never for secrets).
-func newRandomID() string {
-	var raw [16]byte
-	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
-	var out [22]byte
-	base64.RawURLEncoding.Encode(out[:], raw[:])
-	return string(out[:])
+// newRandomIDs returns two ids of 128 random bits each, base64url without
+// padding (22 characters), sharing one allocation. The generator is the
+// runtime's ChaCha8: cheap, and unpredictable enough for request and
+// correlation ids (never for secrets).
+func newRandomIDs() (string, string) {
+	var raw [32]byte
+	for i := 0; i < len(raw); i += 8 {
+		binary.LittleEndian.PutUint64(raw[i:], rand.Uint64())
+	}
+	var out [44]byte
+	base64.RawURLEncoding.Encode(out[:22], raw[:16])
+	base64.RawURLEncoding.Encode(out[22:], raw[16:])
+	s := string(out[:])
+	return s[:22], s[22:]
 }

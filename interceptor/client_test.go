@@ -535,14 +535,16 @@ func TestRetryableRefusalIgnoresHostileDetails(t *testing.T) {
 	}
 }
 
-func TestNewRandomID(t *testing.T) {
+func TestNewRandomIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := newRandomID()
-		if len(id) != 22 || strings.ContainsAny(id, "+/=") || seen[id] {
-			t.Fatalf("id %q (seen before: %v)", id, seen[id])
+		a, b := newRandomIDs()
+		for _, id := range []string{a, b} {
+			if len(id) != 22 || strings.ContainsAny(id, "+/=") || seen[id] {
+				t.Fatalf("id %q (seen before: %v)", id, seen[id])
+			}
+			seen[id] = true
 		}
-		seen[id] = true
 	}
 }
 
