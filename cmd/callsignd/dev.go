@@ -98,7 +98,12 @@ func devKEK(dataDir string) (path string, created bool, err error) {
 		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
 	}
 	data := []byte(base64.StdEncoding.EncodeToString(raw) + "\n")
+	clear(raw)
 	if err := writeFileExcl(path, data); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another callsignd on the same directory was first: use its key.
+			return path, false, nil
+		}
 		return "", false, fmt.Errorf("dev key-encryption key: %w", err)
 	}
 	return path, true, nil
@@ -182,6 +187,10 @@ func loadOrCreateCredential(dir, accountID string) (devCredential, error) {
 		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
 	}
 	if err := writeFileExcl(path, append(doc, '\n')); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another callsignd on the same directory was first: use its key.
+			return loadOrCreateCredential(dir, accountID)
+		}
 		return devCredential{}, fmt.Errorf("credential %s: %w", path, err)
 	}
 	return cred, nil

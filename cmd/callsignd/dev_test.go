@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -170,5 +171,39 @@ func TestDevAccountsAreTheShopDemo(t *testing.T) {
 		if id != "gateway" && len(a.userTenants) > 0 {
 			t.Errorf("%s may assert users", id)
 		}
+	}
+}
+
+// TestDevFilesConcurrentFirstStart: two processes creating the development
+// files at once end up with one key-encryption key and one key per account.
+func TestDevFilesConcurrentFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	kekPaths := make([]string, n)
+	creds := make([]devCredential, n)
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { kekPaths[i], _, errs[i] = devKEK(dir) })
+		wg.Go(func() { creds[i], errs[n+i] = loadOrCreateCredential(dir, "orders") })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < n; i++ {
+		if creds[i] != creds[0] {
+			t.Errorf("credential %d differs: %+v != %+v", i, creds[i], creds[0])
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 { // kek and orders.jwk, no temporary files left
+		names := []string{}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("files after concurrent creation: %v", names)
 	}
 }

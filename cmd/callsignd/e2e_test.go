@@ -158,6 +158,12 @@ func TestServing(t *testing.T) {
 		t.Errorf("ready file credentials_dir = %q", p.info.CredentialsDir)
 	}
 
+	// A request over 64 KiB is refused before any handler runs.
+	_, err = client.IssueToken(ctx, &callsignv1.IssueTokenRequest{Audience: strings.Repeat("a", 65<<10)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("IssueToken of 65 KiB: %v, want ResourceExhausted", err)
+	}
+
 	// AdminService and Verify refuse a call without a token.
 	_, err = callsignv1.NewAdminServiceClient(cc).ListAccounts(ctx, &callsignv1.ListAccountsRequest{})
 	if status.Code(err) != codes.Unauthenticated {

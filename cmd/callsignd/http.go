@@ -13,7 +13,7 @@ import (
 //     and during shutdown;
 //   - GET /metrics: Prometheus metrics from callsignd's own registry.
 //
-// Everything else is 404.
+// Other paths are 404, other methods 405.
 func newHTTPHandler(jwks, metrics http.Handler, ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /.well-known/jwks.json", jwks)
@@ -28,9 +28,6 @@ func newHTTPHandler(jwks, metrics http.Handler, ready *atomic.Bool) http.Handler
 		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	})
 	mux.Handle("GET /metrics", metrics)
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusNotFound, "not found\n")
-	})
 	return mux
 }
 

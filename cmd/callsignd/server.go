@@ -96,7 +96,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 				logger.Warn("DEVELOPMENT MODE: the key-encryption key is a file on local disk; never use --dev in production", "kek_file", path)
 			}
 			if kek, err = authsvc.LoadKEK(path, ""); err != nil {
-				return fmt.Errorf("%w: delete %s to generate a new one (the signing keys it protects are lost with it)", err, path)
+				return fmt.Errorf("development key-encryption key %s: %w", path, err)
 			}
 		}
 		credDir = filepath.Join(o.dataDir, credentialsDir)
