@@ -293,15 +293,14 @@ func wantStatus(t testing.TB, err error, code codes.Code, reason callsignv1.Reas
 // snapshot captures everything observable in the store, to show that a failed
 // request changed nothing.
 func (e *env) snapshot() string {
-	e.t.Helper()
 	ctx := context.Background()
 	st, err := e.store.State(ctx)
 	if err != nil {
-		e.t.Fatal(err)
+		return "state: " + err.Error()
 	}
 	accts, err := e.store.ListAccounts(ctx, "", 10000)
 	if err != nil {
-		e.t.Fatal(err)
+		return "accounts: " + err.Error()
 	}
 	var b strings.Builder
 	for _, a := range accts {
