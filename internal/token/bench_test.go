@@ -3,6 +3,7 @@ package token
 import (
 	"crypto/ed25519"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 // The cold-path target of issue 4: Parse + VerifySignature + Claims of a token
 // never seen before costs at most 1.3× one raw ed25519.Verify measured in the
 // same run. Compare BenchmarkVerifyCold with BenchmarkEd25519VerifyRaw
-// (BenchmarkJWXParseVerify is the naive baseline):
+// (BenchmarkJWXParseVerify is the naive baseline), or read the x-raw metric of
+// BenchmarkVerifyColdVsRaw, which interleaves the two:
 //
 //	go test -run=^$ -bench=. -count=6 ./internal/token/
 //
@@ -100,6 +102,33 @@ func BenchmarkClaimsOnly(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyColdVsRaw alternates one raw ed25519.Verify and one cold
+// Verify (of different tokens) in every iteration and reports the ratio of
+// their median times as "x-raw": both sides see the same machine load, which
+// separate benchmarks on a busy machine do not, and the medians ignore the
+// iterations a preemption lands in.
+func BenchmarkVerifyColdVsRaw(b *testing.B) {
+	f := newBenchFixture(b)
+	b.ReportAllocs()
+	var raw, cold []time.Duration
+	i := 0
+	for b.Loop() {
+		j := (i + benchTokenCount/2) % benchTokenCount
+		t0 := time.Now()
+		ok := ed25519.Verify(f.pub, f.msgs[j], f.sigs[j])
+		t1 := time.Now()
+		_, err := Verify(f.tokens[i%benchTokenCount], EdDSA, f.keys, f.expect)
+		t2 := time.Now()
+		if !ok || err != nil {
+			b.Fatal("verify failed")
+		}
+		raw = append(raw, t1.Sub(t0))
+		cold = append(cold, t2.Sub(t1))
+		i++
+	}
+	b.ReportMetric(float64(median(cold))/float64(median(raw)), "x-raw")
+}
+
 // BenchmarkJWXParseVerify is the naive baseline: jwx v2's jwt.Parse with the
 // key and validation, the pattern most articles show.
 func BenchmarkJWXParseVerify(b *testing.B) {
@@ -129,22 +158,24 @@ func TestVerifyCostRatio(t *testing.T) {
 	if os.Getenv("CALLSIGN_PERF") != "1" {
 		t.Skip("set CALLSIGN_PERF=1 to measure")
 	}
-	best := func(fn func(*testing.B)) float64 {
-		m := 0.0
-		for range 5 {
-			r := testing.Benchmark(fn)
-			ns := float64(r.T.Nanoseconds()) / float64(r.N)
-			if m == 0 || ns < m {
-				m = ns
-			}
+	// The smallest of five interleaved measurements.
+	ratio := 0.0
+	for range 5 {
+		r := testing.Benchmark(BenchmarkVerifyColdVsRaw)
+		if x := r.Extra["x-raw"]; ratio == 0 || x < ratio {
+			ratio = x
 		}
-		return m
 	}
-	raw := best(BenchmarkEd25519VerifyRaw)
-	cold := best(BenchmarkVerifyCold)
-	jwx := best(BenchmarkJWXParseVerify)
-	t.Logf("ed25519.Verify %.0f ns, Verify (cold) %.0f ns = %.3f×, jwx %.0f ns = %.3f×", raw, cold, cold/raw, jwx, jwx/raw)
-	if cold/raw > 1.3 {
-		t.Errorf("cold verification costs %.3f× a raw ed25519.Verify, want ≤ 1.3×", cold/raw)
+	t.Logf("cold Verify costs %.3f× a raw ed25519.Verify", ratio)
+	if ratio > 1.3 {
+		t.Errorf("cold verification costs %.3f× a raw ed25519.Verify, want ≤ 1.3×", ratio)
 	}
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
 }
