@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func startCallsignd(dir string) func() {
 	bin := filepath.Join(dir, "callsignd")
 	build := exec.Command("go", "build", "-o", bin, "github.com/callsign-dev/callsign/cmd/callsignd")
 	if out, err := build.CombinedOutput(); err != nil {
-		server.err = fmt.Errorf("build callsignd: %v\n%s", err, out)
+		server.err = fmt.Errorf("build callsignd: %w\n%s", err, out)
 		return func() {}
 	}
 	ready := filepath.Join(dir, "ready.json")
@@ -131,9 +132,7 @@ func cs(t *testing.T, env map[string]string, stdin string, args ...string) resul
 		"CALLSIGN_ADDR": server.grpcAddr,
 		"CALLSIGN_KEY":  filepath.Join(server.creds, "callsign-admin.jwk"),
 	}
-	for k, v := range env {
-		vars[k] = v
-	}
+	maps.Copy(vars, env)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

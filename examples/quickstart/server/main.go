@@ -62,7 +62,7 @@ func main() {
 		log.Fatalf("methods without a callsign rule: %v", missing)
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
 	}

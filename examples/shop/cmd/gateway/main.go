@@ -90,7 +90,7 @@ func callContext(w http.ResponseWriter, r *http.Request) context.Context {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	cid := "wf-" + hex.EncodeToString(b)
-	w.Header().Set("X-Correlation-Id", cid)
+	w.Header().Set("X-Correlation-ID", cid)
 	return metadata.AppendToOutgoingContext(r.Context(), interceptor.MDCorrelationID, cid)
 }
 

@@ -40,12 +40,16 @@ type Config struct {
 	WorkDir string
 	// Keep keeps WorkDir.
 	Keep bool
+	// BinDir holds the binaries built by [Build]; when empty, Run builds them
+	// into WorkDir.
+	BinDir string
 }
 
 // Step is the outcome of one step of the scenario.
 type Step struct {
-	Title string
-	Err   error // nil when the step did what it should
+	Title    string
+	Err      error // nil when the step did what it should
+	Duration time.Duration
 }
 
 // Report lists the steps run.
@@ -134,6 +138,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, err
 		}
 		r.header(i+1, Scenario[i])
+		began := time.Now()
 		err := step(ctx)
 		if err == nil {
 			err = r.procs.exited()
@@ -143,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		} else {
 			fmt.Fprintln(r.out, "  [ok]")
 		}
-		rep.Steps = append(rep.Steps, Step{Title: Scenario[i], Err: err})
+		rep.Steps = append(rep.Steps, Step{Title: Scenario[i], Err: err, Duration: time.Since(began)})
 	}
 	r.summary(rep)
 	return rep, ctx.Err()
@@ -160,7 +165,7 @@ func (r *runner) summary(rep Report) {
 		if s.Err != nil {
 			mark = "FAIL"
 		}
-		fmt.Fprintf(r.out, "  [%s] %d. %s\n", mark, i+1, s.Title)
+		fmt.Fprintf(r.out, "  [%s] %d. %s (%.1fs)\n", mark, i+1, s.Title, s.Duration.Seconds())
 	}
 	if rep.OK() {
 		fmt.Fprintf(r.out, "\nEvery step did what it should.\n")
@@ -169,20 +174,9 @@ func (r *runner) summary(rep Report) {
 	}
 }
 
-// prepare creates the work directory and builds the binaries.
+// prepare creates the work directory and builds the binaries (unless
+// Config.BinDir holds them already).
 func (r *runner) prepare(ctx context.Context) error {
-	root := r.cfg.Root
-	if root == "" {
-		out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-		if err != nil {
-			return fmt.Errorf("find the module root with 'go env GOMOD': %w", err)
-		}
-		gomod := strings.TrimSpace(string(out))
-		if gomod == "" || gomod == os.DevNull {
-			return errors.New("run the demo from inside the callsign repository (make demo)")
-		}
-		root = filepath.Dir(gomod)
-	}
 	work := r.cfg.WorkDir
 	if work == "" {
 		var err error
@@ -193,20 +187,45 @@ func (r *runner) prepare(ctx context.Context) error {
 		return err
 	}
 	r.work = work
-	r.bin = filepath.Join(work, "bin")
 	r.procs = newProcs(work)
-	pkgs := []string{"./cmd/callsignd", "./cmd/callsign"}
-	for _, s := range []string{"gateway", "orders", "pricing", "billing", "inventory", "rogue"} {
-		pkgs = append(pkgs, "./examples/shop/cmd/"+s)
-	}
 	fmt.Fprintf(r.out, "callsign shop demo: callsignd and six services as separate processes on loopback\n\n")
-	fmt.Fprintf(r.out, "  build   go build -o %s %s\n", r.bin, strings.Join(pkgs, " "))
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", r.bin + string(filepath.Separator)}, pkgs...)...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %w\n%s", err, out)
+	r.bin = r.cfg.BinDir
+	if r.bin != "" {
+		return nil
 	}
-	fmt.Fprintf(r.out, "          built in %s\n", time.Since(start).Round(100*time.Millisecond))
+	r.bin = filepath.Join(work, "bin")
+	return Build(ctx, r.cfg.Root, r.bin, r.out)
+}
+
+// Packages are the demo's binaries: callsignd, the CLI and the shop.
+var Packages = []string{
+	"./cmd/callsignd", "./cmd/callsign",
+	"./examples/shop/cmd/gateway", "./examples/shop/cmd/orders", "./examples/shop/cmd/pricing",
+	"./examples/shop/cmd/billing", "./examples/shop/cmd/inventory", "./examples/shop/cmd/rogue",
+}
+
+// Build builds [Packages] into binDir with 'go build', from root (the
+// module's root directory; found with 'go env GOMOD' when empty), and reports
+// on out.
+func Build(ctx context.Context, root, binDir string, out io.Writer) error {
+	if root == "" {
+		b, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+		if err != nil {
+			return fmt.Errorf("find the module root with 'go env GOMOD': %w", err)
+		}
+		gomod := strings.TrimSpace(string(b))
+		if gomod == "" || gomod == os.DevNull {
+			return errors.New("run the demo from inside the callsign repository (make demo)")
+		}
+		root = filepath.Dir(gomod)
+	}
+	fmt.Fprintf(out, "  build   go build -o %s %s\n", binDir, strings.Join(Packages, " "))
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", binDir + string(filepath.Separator)}, Packages...)...) //nolint:gosec // fixed package list
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build: %w\n%s", err, b)
+	}
+	fmt.Fprintf(out, "          built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

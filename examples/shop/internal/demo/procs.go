@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +19,9 @@ import (
 
 	"github.com/callsign-dev/callsign/examples/shop/internal/kit"
 )
+
+// errExited stands for the exit of a process that reported no error.
+var errExited = errors.New("exit status 0")
 
 // proc is one process the demo started.
 type proc struct {
@@ -54,7 +59,7 @@ func (p *procs) start(name, bin string, args ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, args...) //nolint:gosec,noctx // binaries the demo built; stopped by stopAll, not by a context
 	setParentDeathSignal(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -70,11 +75,7 @@ func (p *procs) start(name, bin string, args ...string) (*proc, error) {
 	p.list = append(p.list, pr)
 	p.mu.Unlock()
 	var readers sync.WaitGroup
-	readers.Add(1)
-	go func() {
-		defer readers.Done()
-		p.readOutput(stdout, logf)
-	}()
+	readers.Go(func() { p.readOutput(stdout, logf) })
 	go func() {
 		readers.Wait()
 		pr.err = cmd.Wait()
@@ -108,13 +109,6 @@ func (p *procs) mark() int {
 	return len(p.audits)
 }
 
-// since returns the audit lines after mark.
-func (p *procs) since(mark int) []audit {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]audit(nil), p.audits[mark:]...)
-}
-
 // waitAudits waits until lines after mark satisfy every expectation (each by
 // a different line), or until timeout; it returns the lines after mark and the
 // expectations not met.
@@ -146,8 +140,7 @@ func (p *procs) stopAll(grace time.Duration) {
 	p.mu.Lock()
 	list := append([]*proc(nil), p.list...)
 	p.mu.Unlock()
-	for i := len(list) - 1; i >= 0; i-- {
-		pr := list[i]
+	for _, pr := range slices.Backward(list) {
 		select {
 		case <-pr.done:
 			continue
@@ -173,7 +166,7 @@ func (p *procs) exited() error {
 	for _, pr := range p.list {
 		select {
 		case <-pr.done:
-			return fmt.Errorf("%s exited early (%v); see %s", pr.name, pr.err, filepath.Join(p.dir, pr.name+".log"))
+			return fmt.Errorf("%s exited early (see %s): %w", pr.name, filepath.Join(p.dir, pr.name+".log"), cmp.Or(pr.err, errExited))
 		default:
 		}
 	}
@@ -203,7 +196,7 @@ func waitFile(ctx context.Context, path string, pr *proc, timeout time.Duration,
 		}
 		select {
 		case <-pr.done:
-			return fmt.Errorf("%s exited before it was ready (%v)", pr.name, pr.err)
+			return fmt.Errorf("%s exited before it was ready: %w", pr.name, cmp.Or(pr.err, errExited))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(25 * time.Millisecond):

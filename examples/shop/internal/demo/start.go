@@ -101,7 +101,7 @@ func (r *runner) cliQuiet(ctx context.Context, args ...string) (string, error) {
 
 func (r *runner) runCLI(ctx context.Context, wantExit int, show bool, args ...string) (string, error) {
 	fmt.Fprintf(r.out, "  operator$ callsign %s\n", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "callsign"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "callsign"), args...) //nolint:gosec // the CLI the demo built, with the demo's own arguments
 	cmd.Env = append(os.Environ(),
 		"CALLSIGN_ADDR="+r.callsignGRPC,
 		"CALLSIGN_ACCOUNT=callsign-admin",
@@ -116,7 +116,7 @@ func (r *runner) runCLI(ctx context.Context, wantExit int, show bool, args ...st
 	} else if err != nil {
 		return "", err
 	}
-	for _, l := range strings.Split(strings.TrimRight(stdout.String()+stderr.String(), "\n"), "\n") {
+	for l := range strings.SplitSeq(strings.TrimRight(stdout.String()+stderr.String(), "\n"), "\n") {
 		if l != "" && (show || code != wantExit) {
 			fmt.Fprintf(r.out, "            %s\n", l)
 		}
@@ -143,7 +143,7 @@ func (r *runner) rogue(ctx context.Context, attack string, extra ...string) (rog
 		"--pricing", r.addrs["pricing"], "--billing", r.addrs["billing"], "--orders", r.addrs["orders"],
 	}
 	args = append(append(args, extra...), attack)
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "rogue"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "rogue"), args...) //nolint:gosec // the rogue the demo built, with the demo's own arguments
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -62,7 +62,7 @@ func (r *runner) order(ctx context.Context, user, tenant, sku string, qty int) (
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&res); err != nil {
 		return orderResult{}, fmt.Errorf("gateway answered %d with a body that is not JSON", resp.StatusCode)
 	}
-	res.status, res.corr = resp.StatusCode, resp.Header.Get("X-Correlation-Id")
+	res.status, res.corr = resp.StatusCode, resp.Header.Get("X-Correlation-ID")
 	return res, nil
 }
 
@@ -319,9 +319,7 @@ func (r *runner) stepRotation(ctx context.Context) error {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			user := fmt.Sprintf("user%d", i)
 			for {
 				select {
@@ -350,7 +348,7 @@ func (r *runner) stepRotation(ctx context.Context) error {
 				}
 				firstFail.CompareAndSwap(nil, fmt.Sprint(err))
 			}
-		}()
+		})
 	}
 	stopTraffic := func() {
 		select {

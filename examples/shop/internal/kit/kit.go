@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,6 @@ type Service struct {
 	key       ed25519.PrivateKey
 	kid       string
 	authConn  *grpc.ClientConn
-	keys      *interceptor.LiveKeySource
 	closers   []func()
 	auditOut  io.Writer
 	auditLock sync.Mutex
@@ -103,8 +103,8 @@ func (s *Service) AuthClient() callsignv1.AuthServiceClient {
 
 // Close stops everything Start and StartKeys started.
 func (s *Service) Close() {
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		s.closers[i]()
+	for _, c := range slices.Backward(s.closers) {
+		c()
 	}
 	s.closers = nil
 }
@@ -236,8 +236,8 @@ func (s *Service) WriteReady(addr string) error {
 }
 
 // Listen opens the listener of --listen.
-func (s *Service) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", s.Flags.Listen)
+func (s *Service) Listen(ctx context.Context) (net.Listener, error) {
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", s.Flags.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", s.Flags.Listen, err)
 	}

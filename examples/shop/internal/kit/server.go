@@ -52,7 +52,7 @@ func (s *Service) NewServer(ctx context.Context, register func(*grpc.Server)) (*
 // Serve serves gs on --listen, writes the ready file, and stops gracefully on
 // SIGINT or SIGTERM or when ctx ends.
 func (s *Service) Serve(ctx context.Context, gs *grpc.Server) error {
-	ln, err := s.Listen()
+	ln, err := s.Listen(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (s *Service) serve(ctx context.Context, ln net.Listener, run func(net.Liste
 // Run serves until stopped with a listener and a run function (the gateway's
 // HTTP server).
 func (s *Service) Run(ctx context.Context, run func(net.Listener) error, graceful, hard func()) error {
-	ln, err := s.Listen()
+	ln, err := s.Listen(ctx)
 	if err != nil {
 		return err
 	}
