@@ -2,6 +2,7 @@ package interceptor
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,14 +48,7 @@ func newVerified(c token.Claims, kid string) *verified {
 	return v
 }
 
-func (v *verified) hasScope(s string) bool {
-	for _, have := range v.scopes {
-		if have == s {
-			return true
-		}
-	}
-	return false
-}
+func (v *verified) hasScope(s string) bool { return slices.Contains(v.scopes, s) }
 
 // cacheShards splits the cache to keep lock contention low under parallel
 // load. A power of two.

@@ -47,7 +47,7 @@ func TestReasonCodes(t *testing.T) {
 	if seen != len(callsignv1.Reason_name)-1 {
 		t.Fatalf("%d reasons pinned, the enum has %d", seen, len(callsignv1.Reason_name)-1)
 	}
-	if statusError(callsignv1.Reason(999)) != statusError(callsignv1.Reason_REASON_TOKEN_MALFORMED) {
+	if !errors.Is(statusError(callsignv1.Reason(999)), statusError(callsignv1.Reason_REASON_TOKEN_MALFORMED)) {
 		t.Fatal("an unknown reason does not fail closed")
 	}
 }

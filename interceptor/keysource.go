@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"time"
 
@@ -87,9 +88,7 @@ func NewKeySnapshot(jwks []byte, alg Algorithm, rev Revocation) (*KeySnapshot, e
 	for _, a := range rev.DisabledAccounts {
 		s.disabled[a] = struct{}{}
 	}
-	for a, t := range rev.RevokedBefore {
-		s.revokedBefore[a] = t
-	}
+	maps.Copy(s.revokedBefore, rev.RevokedBefore)
 	return s, nil
 }
 

@@ -242,7 +242,7 @@ func NewLiveKeySource(ctx context.Context, fetcher KeyFetcher, opts ...KeySource
 	case <-first:
 		return s, nil
 	case <-ctx.Done():
-		s.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("interceptor: first key fetch: %w", ctx.Err())
 	}
 }
@@ -301,15 +301,13 @@ func (s *LiveKeySource) RefreshKeys(ctx context.Context) (*KeySnapshot, error) {
 		s.lastUnknown = now
 		wait = make(chan struct{})
 		s.inflight = wait
-		s.workers.Add(1)
-		go func() {
-			defer s.workers.Done()
+		s.workers.Go(func() {
 			s.fetch()
 			s.mu.Lock()
 			s.inflight = nil
 			s.mu.Unlock()
 			close(wait)
-		}()
+		})
 	}
 	s.mu.Unlock()
 	select {
@@ -346,7 +344,7 @@ func (s *LiveKeySource) run() {
 		})
 		select {
 		case <-s.ctx.Done():
-			stop()
+			_ = stop()
 			return
 		case <-s.kick:
 		}

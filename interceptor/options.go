@@ -129,7 +129,7 @@ func defaultServerConfig() serverConfig {
 	}
 }
 
-func (c *serverConfig) fail(format string, args ...any) {
+func (c *serverConfig) failf(format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{errConfig}, args...)...))
 }
 
@@ -161,7 +161,7 @@ func WithAlgorithm(alg Algorithm) ServerOption {
 func WithSkew(d time.Duration) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if d < 0 || d > MaxSkew {
-			c.fail("skew must be between 0 and %s", MaxSkew)
+			c.failf("skew must be between 0 and %s", MaxSkew)
 		}
 		c.skew = d
 	})
@@ -172,7 +172,7 @@ func WithSkew(d time.Duration) ServerOption {
 func WithMaxLifetime(d time.Duration) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if d <= 0 {
-			c.fail("max lifetime must be positive")
+			c.failf("max lifetime must be positive")
 		}
 		c.maxLifetime = d
 	})
@@ -182,7 +182,7 @@ func WithMaxLifetime(d time.Duration) ServerOption {
 func WithClock(clock Clock) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if clock == nil {
-			c.fail("nil clock")
+			c.failf("nil clock")
 			return
 		}
 		c.clock = clock
@@ -213,7 +213,7 @@ func WithMetrics(reg prometheus.Registerer) ServerOption {
 func WithCacheSize(n int) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if n < 0 {
-			c.fail("negative cache size")
+			c.failf("negative cache size")
 		}
 		c.cacheSize = n
 	})
@@ -228,7 +228,7 @@ func WithCacheSize(n int) ServerOption {
 func WithRule(fullMethod string, rule Rule) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if _, _, ok := splitMethod(fullMethod); !ok {
-			c.fail("WithRule needs a full method name of the form /package.Service/Method")
+			c.failf("WithRule needs a full method name of the form /package.Service/Method")
 			return
 		}
 		c.rules[fullMethod] = rule.clone()
@@ -241,7 +241,7 @@ func WithRule(fullMethod string, rule Rule) ServerOption {
 func WithServiceRule(service string, rule Rule) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if service == "" || strings.ContainsRune(service, '/') || !protoreflect.FullName(service).IsValid() {
-			c.fail("WithServiceRule needs a full service name such as package.Service")
+			c.failf("WithServiceRule needs a full service name such as package.Service")
 			return
 		}
 		c.serviceRules[service] = rule.clone()
@@ -253,7 +253,7 @@ func WithServiceRule(service string, rule Rule) ServerOption {
 func WithRuleResolver(r RuleResolver) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if r == nil {
-			c.fail("nil rule resolver")
+			c.failf("nil rule resolver")
 			return
 		}
 		c.resolvers = append(c.resolvers, r)
@@ -271,7 +271,7 @@ func WithRuleResolver(r RuleResolver) ServerOption {
 func WithDescriptors(d DescriptorResolver) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if d == nil {
-			c.fail("nil descriptor resolver")
+			c.failf("nil descriptor resolver")
 			return
 		}
 		c.descriptors = append(c.descriptors, d)
@@ -295,7 +295,7 @@ func WithStreamExpiry(enforce bool) ServerOption {
 func WithCentralVerification(v Verifier, methods ...string) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if v == nil {
-			c.fail("nil central verifier")
+			c.failf("nil central verifier")
 			return
 		}
 		c.central = v
@@ -308,7 +308,7 @@ func WithCentralVerification(v Verifier, methods ...string) ServerOption {
 		}
 		for _, m := range methods {
 			if _, _, ok := splitMethod(m); !ok {
-				c.fail("WithCentralVerification needs full method names of the form /package.Service/Method")
+				c.failf("WithCentralVerification needs full method names of the form /package.Service/Method")
 				continue
 			}
 			c.centralFor[m] = true
@@ -321,7 +321,7 @@ func WithCentralVerification(v Verifier, methods ...string) ServerOption {
 func WithCentralCacheFor(d time.Duration) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) {
 		if d < 0 {
-			c.fail("negative central cache duration")
+			c.failf("negative central cache duration")
 		}
 		c.centralTTL = d
 	})

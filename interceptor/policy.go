@@ -1,6 +1,7 @@
 package interceptor
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -149,19 +150,10 @@ func (p *policy) get(fullMethod string) *resolvedRule {
 		return r
 	}
 	next := make(map[string]*resolvedRule, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	maps.Copy(next, old)
 	next[fullMethod] = r
 	p.cache.Store(&next)
 	return r
-}
-
-// warm resolves the rules of methods ahead of the first call.
-func (p *policy) warm(methods []string) {
-	for _, m := range methods {
-		p.get(m)
-	}
 }
 
 func (p *policy) resolve(fullMethod string) *resolvedRule {

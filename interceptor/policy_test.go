@@ -257,7 +257,8 @@ func TestPolicyCacheConcurrentAndBounded(t *testing.T) {
 		t.Fatalf("%d rules cached, bound %d", n, maxCachedRules)
 	}
 	// Resolved once: the same pointer every time.
-	if p.get("/callsign.test.v1.TestService/Scoped") != p.get("/callsign.test.v1.TestService/Scoped") {
+	first, second := p.get("/callsign.test.v1.TestService/Scoped"), p.get("/callsign.test.v1.TestService/Scoped")
+	if first != second {
 		t.Fatal("rule resolved twice")
 	}
 }

@@ -49,13 +49,13 @@ func NewServer(keys KeySource, opts ...ServerOption) (*Server, error) {
 		o.applyServer(&c)
 	}
 	if c.issuer == "" {
-		c.fail("WithIssuer is required")
+		c.failf("WithIssuer is required")
 	}
 	if c.audience == "" {
-		c.fail("WithAudience is required")
+		c.failf("WithAudience is required")
 	}
 	if keys == nil && (c.central == nil || !c.centralAll) {
-		c.fail("a KeySource is required unless every method is verified centrally")
+		c.failf("a KeySource is required unless every method is verified centrally")
 	}
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err

@@ -97,7 +97,7 @@ func BenchmarkServerInterceptorCold(b *testing.B) {
 	for i := range ctxs {
 		md := f.md()
 		md.Set(MDAuthorization, "Bearer "+f.keys.sign(b, srvSvcClaims(time.Now(), "orders", "test.read", "test.write")))
-		ctxs[i] = metadata.NewIncomingContext(context.Background(), md)
+		ctxs[i] = srvIncoming(md) //nolint:fatcontext // one independent context per prepared call, not a chain
 	}
 	info := &grpc.UnaryServerInfo{FullMethod: srvTestSvc + "Scoped"}
 	handler := func(context.Context, any) (any, error) { return nil, nil }
@@ -109,6 +109,11 @@ func BenchmarkServerInterceptorCold(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// srvIncoming is a server-side call context carrying md.
+func srvIncoming(md metadata.MD) context.Context {
+	return metadata.NewIncomingContext(context.Background(), md)
 }
 
 // BenchmarkEd25519Verify is one raw signature check of a service token: the
