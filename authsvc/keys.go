@@ -360,7 +360,9 @@ func buildView(ctx context.Context, keys []SigningKey, now time.Time, kek []byte
 				return nil, err
 			}
 			keep[k.ID] = true
-			v.signer = &token.Signer{Key: pk, Private: priv}
+			if v.signer, err = token.NewSigner(pk, priv); err != nil {
+				return nil, fmt.Errorf("authsvc: signing key %s: %w", k.ID, err)
+			}
 			v.signKey = *k
 		}
 	}
