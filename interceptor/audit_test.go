@@ -162,3 +162,29 @@ func TestServerMetrics(t *testing.T) {
 		t.Fatal("duplicate registration accepted")
 	}
 }
+
+func TestWithLogAllowed(t *testing.T) {
+	keys := srvFixedKeys(t)
+	svc, _ := srvFixedTokens(t, keys)
+	src, err := NewStaticKeySource(keys.jwks, EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &srvLog{}
+	s, err := NewServer(src, WithIssuer(srvIssuer), WithAudience(srvAudience), WithClock(newSrvClock()),
+		WithLogger(slog.New(slog.NewJSONHandler(out, nil))), WithLogAllowed(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.countOnly != nil {
+		t.Fatal("allowed calls only counted")
+	}
+	d := &srvDirect{server: s, unary: s.UnaryServerInterceptor()}
+	if ran, err := d.call("Scoped", metadata.MD{MDAuthorization: {"Bearer " + svc}, MDRequestID: {"r-1"}}); !ran || err != nil {
+		t.Fatal(err)
+	}
+	lines := out.lines(t)
+	if len(lines) != 1 || lines[0]["decision"] != "allow" || lines[0]["request_id"] != "r-1" || lines[0]["caller"] != "orders" {
+		t.Fatalf("log %v", lines)
+	}
+}

@@ -33,7 +33,10 @@
 //
 //  1. Metadata: exactly one authorization value, "Bearer" in any case and one
 //     space, at most [MaxAuthorizationSize] bytes; at most one x-user-token. A
-//     public method admits a call without authorization.
+//     public method admits a call without authorization. The whole header list
+//     is capped at [MaxHeaderListSize] by the transport when the server is
+//     built with [Server.GRPCServerOptions], and checked again by the
+//     interceptor whenever a token is not in the cache.
 //  2. The token's compact form, header allow-list, pinned algorithm and type.
 //  3. The key by kid; an unknown kid makes a [KeyRefresher] fetch once
 //     (coalesced, rate-limited).
@@ -46,6 +49,23 @@
 //  7. The method's [Rule]: scopes, callers, user, tenant (from verified claims
 //     only), idempotency key.
 //  8. One [AuditRecord] to the [AuditSink], then the handler.
+//
+// # Key sources
+//
+// A [KeySource] returns an immutable [KeySnapshot]: a validated key set (public
+// keys only, unique kids, the pinned algorithm, exact sizes) with revocation
+// state. [LiveKeySource] blocks until its first fetch, refreshes on the
+// server's hint with jitter, fetches again at most once per
+// [DefaultUnknownKIDInterval] when a token names an unknown kid, keeps the last
+// good snapshot when fetches fail and refuses to serve it after
+// [DefaultMaxStaleness]. [StaticKeySource] holds a fixed JWKS.
+//
+// # Audit and metrics
+//
+// Every decision produces one [AuditRecord]. The default sink
+// ([NewSlogAuditSink]) logs denials and counts allowed calls; [WithLogAllowed]
+// logs those too. [WithMetrics] and [WithKeyMetrics] register Prometheus
+// metrics with the registerer given, never with the global one.
 //
 // # Rules
 //

@@ -100,6 +100,7 @@ type serverConfig struct {
 	maxLifetime  time.Duration
 	clock        Clock
 	logger       *slog.Logger
+	logAllowed   bool
 	sink         AuditSink
 	registerer   prometheus.Registerer
 	cacheSize    int
@@ -194,6 +195,13 @@ func WithClock(clock Clock) ServerOption {
 // is given.
 func WithLogger(logger *slog.Logger) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.logger = logger })
+}
+
+// WithLogAllowed makes the default audit sink log allowed calls too, at level
+// Info. By default they are only counted. Ignored when [WithAuditSink] is
+// given.
+func WithLogAllowed(logAllowed bool) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.logAllowed = logAllowed })
 }
 
 // WithAuditSink replaces the default audit sink, which logs denials with the

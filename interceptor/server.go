@@ -77,7 +77,7 @@ func NewServer(keys KeySource, opts ...ServerOption) (*Server, error) {
 		s.centralCache = newTokenCache(c.cacheSize)
 	}
 	if s.sink == nil {
-		s.sink = NewSlogAuditSink(c.logger, false)
+		s.sink = NewSlogAuditSink(c.logger, c.logAllowed)
 	}
 	if ss, ok := s.sink.(*SlogAuditSink); ok && ss.countsOnly() {
 		s.countOnly = ss
