@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -240,9 +241,7 @@ func (c *clientAttacher) target(method string) *clientTarget {
 	}
 	if len(old) < maxCachedTargets {
 		next := make(map[string]*clientTarget, len(old)+1)
-		for k, v := range old {
-			next[k] = v
-		}
+		maps.Copy(next, old)
 		next[method] = t
 		c.targets.Store(&next)
 	}
@@ -430,7 +429,7 @@ func (c *clientAttacher) bearerFor(ctx context.Context, audience string) (string
 func newRandomIDs() (string, string) {
 	var raw [32]byte
 	for i := 0; i < len(raw); i += 8 {
-		binary.LittleEndian.PutUint64(raw[i:], rand.Uint64())
+		binary.LittleEndian.PutUint64(raw[i:], rand.Uint64()) //nolint:gosec // ids, not secrets: see above
 	}
 	var out [44]byte
 	base64.RawURLEncoding.Encode(out[:22], raw[:16])

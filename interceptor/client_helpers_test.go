@@ -378,7 +378,7 @@ func cliOurGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)
 	var out []string
-	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
 		if strings.Contains(g, "interceptor.(*tokenSource)") || strings.Contains(g, "interceptor.(*UserTokenSource)") {
 			out = append(out, g)
 		}

@@ -294,7 +294,7 @@ func TestClientInterceptorFreshRequestIDPerCall(t *testing.T) {
 }
 
 // cliRetryEnv is a live token source and a target that refuses on demand.
-func cliRetryEnv(t *testing.T) (*cliTarget, testv1.TestServiceClient, *tokenSource, *cliFakeAuth, *cliFakeClock) {
+func cliRetryEnv(t *testing.T) (*cliTarget, testv1.TestServiceClient, *tokenSource, *cliFakeAuth) {
 	t.Helper()
 	ts, fa, clk := cliNewSource(t, 0.5)
 	tgt, c := cliStartTarget(t, cliClientDial(ts)...)
@@ -303,13 +303,13 @@ func cliRetryEnv(t *testing.T) (*cliTarget, testv1.TestServiceClient, *tokenSour
 		t.Fatal(err)
 	}
 	clk.Advance(DefaultMinInvalidateAge)
-	return tgt, c, ts, fa, clk
+	return tgt, c, ts, fa
 }
 
 func TestClientInterceptorRetriesOnceOnCurableRefusals(t *testing.T) {
 	for _, reason := range []string{"TOKEN_EXPIRED", "KEY_UNKNOWN", "TOKEN_REVOKED"} {
 		t.Run(reason, func(t *testing.T) {
-			tgt, c, _, fa, _ := cliRetryEnv(t)
+			tgt, c, _, fa := cliRetryEnv(t)
 			tgt.setRefuse(cliRefusal(codes.Unauthenticated, ErrorDomain, reason))
 			resp, err := c.Scoped(cliCtx(t), &testv1.ScopedRequest{Payload: "p"})
 			if err != nil || resp.GetPayload() != "p" {
@@ -333,15 +333,15 @@ func TestClientInterceptorRetriesOnceOnCurableRefusals(t *testing.T) {
 }
 
 func TestClientInterceptorRetriesAtMostOnce(t *testing.T) {
-	tgt, c, _, _, _ := cliRetryEnv(t)
+	tgt, c, _, fa := cliRetryEnv(t)
 	refusal := cliRefusal(codes.Unauthenticated, ErrorDomain, "TOKEN_EXPIRED")
 	tgt.setRefuse(refusal, refusal, refusal)
 	_, err := c.Scoped(cliCtx(t), &testv1.ScopedRequest{})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("err = %v", err)
 	}
-	if n := len(tgt.calls()); n != 2 {
-		t.Fatalf("%d attempts, want 2", n)
+	if n := len(tgt.calls()); n != 2 || fa.calls.Load() != 2 {
+		t.Fatalf("%d attempts, %d IssueToken calls; want 2 and 2", n, fa.calls.Load())
 	}
 }
 
@@ -361,7 +361,7 @@ func TestClientInterceptorDoesNotRetryOtherRefusals(t *testing.T) {
 		"application NotFound": status.Error(codes.NotFound, "no such thing"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			tgt, c, ts, fa, _ := cliRetryEnv(t)
+			tgt, c, ts, fa := cliRetryEnv(t)
 			tgt.setRefuse(refusal)
 			_, err := c.Scoped(cliCtx(t), &testv1.ScopedRequest{})
 			if status.Code(err) != status.Code(refusal) {
@@ -380,7 +380,7 @@ func TestClientInterceptorDoesNotRetryOtherRefusals(t *testing.T) {
 func TestClientInterceptorStreamsInvalidateWithoutRetry(t *testing.T) {
 	for _, kind := range cliCallKinds[1:] {
 		t.Run(kind.name, func(t *testing.T) {
-			tgt, c, ts, fa, _ := cliRetryEnv(t)
+			tgt, c, ts, fa := cliRetryEnv(t)
 			tgt.setRefuse(cliRefusal(codes.Unauthenticated, ErrorDomain, "TOKEN_REVOKED"))
 			if err := kind.call(cliCtx(t), c); status.Code(err) != codes.Unauthenticated {
 				t.Fatalf("err = %v", err)
@@ -443,22 +443,22 @@ func cliDynamicFiles(t *testing.T) *protoregistry.Files {
 	pubOpts := &descriptorpb.MethodOptions{}
 	pubOpts.ProtoReflect().SetUnknown(unknown(callsignv1.E_Method.TypeDescriptor().Number(), methodRule))
 	fd := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("dyn/v1/dyn.proto"),
-		Package: proto.String("dyn.v1"),
-		Syntax:  proto.String("proto3"),
+		Name:    new("dyn/v1/dyn.proto"),
+		Package: new("dyn.v1"),
+		Syntax:  new("proto3"),
 		MessageType: []*descriptorpb.DescriptorProto{
-			{Name: proto.String("M")},
+			{Name: new("M")},
 		},
 		Service: []*descriptorpb.ServiceDescriptorProto{{
-			Name:    proto.String("Dyn"),
+			Name:    new("Dyn"),
 			Options: svcOpts,
 			Method: []*descriptorpb.MethodDescriptorProto{
-				{Name: proto.String("Get"), InputType: proto.String(".dyn.v1.M"), OutputType: proto.String(".dyn.v1.M")},
-				{Name: proto.String("Open"), InputType: proto.String(".dyn.v1.M"), OutputType: proto.String(".dyn.v1.M"), Options: pubOpts},
+				{Name: new("Get"), InputType: new(".dyn.v1.M"), OutputType: new(".dyn.v1.M")},
+				{Name: new("Open"), InputType: new(".dyn.v1.M"), OutputType: new(".dyn.v1.M"), Options: pubOpts},
 			},
 		}, {
-			Name:   proto.String("Bare"),
-			Method: []*descriptorpb.MethodDescriptorProto{{Name: proto.String("Get"), InputType: proto.String(".dyn.v1.M"), OutputType: proto.String(".dyn.v1.M")}},
+			Name:   new("Bare"),
+			Method: []*descriptorpb.MethodDescriptorProto{{Name: new("Get"), InputType: new(".dyn.v1.M"), OutputType: new(".dyn.v1.M")}},
 		}},
 	}
 	f, err := protodesc.NewFile(fd, protoregistry.GlobalFiles)

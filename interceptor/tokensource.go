@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -363,9 +364,7 @@ func (s *tokenSource) entry(audience string) (*tsEntry, error) {
 	}
 	e := &tsEntry{audience: audience, wake: make(chan struct{}, 1)}
 	next := make(map[string]*tsEntry, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	maps.Copy(next, old)
 	next[audience] = e
 	s.entries.Store(&next)
 	s.goLocked(func() { s.refresher(e) })
@@ -457,8 +456,7 @@ func (s *tokenSource) logFailure(audience string, err error, failures int, wait 
 		return // closing
 	}
 	attrs := []any{"audience", audience, "failures", failures, "retry_in", wait}
-	var ie *IssueError
-	if errors.As(err, &ie) {
+	if ie, ok := errors.AsType[*IssueError](err); ok {
 		attrs = append(attrs, "code", ie.Code.String(), "reason", ReasonName(ie.Reason))
 	}
 	s.cfg.logger.Warn("callsign: could not obtain a service token", attrs...)
