@@ -27,7 +27,11 @@
 //     (the public signing keys, the same JWKS as GetKeys, for any JOSE
 //     library, Envoy or Istio), GET /healthz (liveness), GET /readyz (200 once
 //     serving, 503 before and during shutdown) and GET /metrics (Prometheus,
-//     from callsignd's own registry).
+//     from callsignd's own registry: callsignd_requests_total{method,code},
+//     callsignd_request_duration_seconds{method},
+//     callsignd_tokens_issued_total{type}, the decisions of the interceptor
+//     guarding callsignd (callsign_server_*), the age of its key set
+//     (callsign_keys_*), and the Go and process collectors).
 //
 // callsign runs on itself: AdminService (scope callsign.admin) and
 // AuthService.Verify (scope callsign.verify) require a service token for

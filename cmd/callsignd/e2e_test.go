@@ -211,7 +211,14 @@ func TestServing(t *testing.T) {
 	}
 	// callsignd's own verifier exports its metrics on /metrics.
 	_, body = p.httpGet(t, "/metrics")
-	for _, name := range []string{"callsign_keys_age_seconds", "callsign_server_decisions_total"} {
+	for _, name := range []string{
+		"callsign_keys_age_seconds", "callsign_server_decisions_total",
+		`callsignd_requests_total{code="Unauthenticated",method="/callsign.v1.AdminService/ListAccounts"}`,
+		`callsignd_requests_total{code="OK",method="/callsign.v1.AuthService/IssueToken"}`,
+		"callsignd_tokens_issued_total{type=\"service\"} 3\n", // orders, two for callsign-admin
+		"callsignd_tokens_issued_total{type=\"user\"} 0\n",
+		"callsignd_request_duration_seconds_bucket",
+	} {
 		if !strings.Contains(string(body), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

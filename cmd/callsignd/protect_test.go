@@ -62,7 +62,11 @@ func TestCheckServer(t *testing.T) {
 	}
 	defer closeKeys()
 
-	gs, _ := newGRPCServer(svc, guard, nil, slog.New(slog.DiscardHandler))
+	m, err := newRPCMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, _ := newGRPCServer(svc, guard, m, nil, slog.New(slog.DiscardHandler))
 	if err := checkServer(guard, gs); err != nil {
 		t.Fatalf("callsignd's own server fails the check: %v", err)
 	}

@@ -146,7 +146,11 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		return err
 	}
 	defer closeKeys()
-	grpcSrv, healthSrv := newGRPCServer(svc, guard, grpcTLS, logger)
+	rpcm, err := newRPCMetrics(reg)
+	if err != nil {
+		return err
+	}
+	grpcSrv, healthSrv := newGRPCServer(svc, guard, rpcm, grpcTLS, logger)
 	if err := checkServer(guard, grpcSrv); err != nil {
 		return err
 	}
@@ -318,15 +322,17 @@ func listen(ctx context.Context, flagName, addr string) (net.Listener, error) {
 }
 
 // newGRPCServer builds the gRPC server: AuthService and AdminService
-// protected by guard, grpc health (NOT_SERVING until [setServing]) and
-// reflection.
-func newGRPCServer(svc *authsvc.Service, guard *interceptor.Server, tlsCfg *tls.Config, logger *slog.Logger) (*grpc.Server, *health.Server) {
+// protected by guard and measured by m, grpc health (NOT_SERVING until
+// [setServing]) and reflection.
+func newGRPCServer(svc *authsvc.Service, guard *interceptor.Server, m *rpcMetrics, tlsCfg *tls.Config, logger *slog.Logger) (*grpc.Server, *health.Server) {
+	// Metrics first, so that they see the guard's denials and recovered
+	// panics as status codes.
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
-		grpc.ChainUnaryInterceptor(recoverUnary(logger), guard.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(recoverStream(logger), guard.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(m.unary(), recoverUnary(logger), guard.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.stream(), recoverStream(logger), guard.StreamServerInterceptor()),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
