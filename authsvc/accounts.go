@@ -61,6 +61,7 @@ func (s *Service) ApplyConfig(ctx context.Context, cfg Config) error {
 			}
 			return nil
 		})
+		s.accounts.forget(ac.ID)
 		if err != nil {
 			return fmt.Errorf("authsvc: apply config: account %d: %w", i, err)
 		}

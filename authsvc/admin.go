@@ -41,6 +41,8 @@ func (s *Service) adminError(ctx context.Context, err error) error {
 		return errAlreadyExists
 	case errors.Is(err, errTooManyKeys), errors.Is(err, errTooManyGrants), errors.Is(err, errTooManySecrets):
 		return errTooMany
+	case errors.Is(err, errTooManySigningKeys):
+		return errRotationRefused
 	}
 	return s.storeError(ctx, err)
 }
@@ -56,7 +58,9 @@ func (a *adminServer) CreateAccount(ctx context.Context, req *callsignv1.CreateA
 		return nil, errRequestInvalid
 	}
 	acct := &Account{ID: req.GetAccountId(), Description: req.GetDescription(), CreatedAt: s.now()}
-	if err := s.store.CreateAccount(ctx, acct); err != nil {
+	err := s.store.CreateAccount(ctx, acct)
+	s.accounts.forget(acct.ID)
+	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
 	s.audit(ctx, "create account", acct.ID)
@@ -128,6 +132,7 @@ func (a *adminServer) DisableAccount(ctx context.Context, req *callsignv1.Disabl
 		}
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -144,6 +149,7 @@ func (a *adminServer) EnableAccount(ctx context.Context, req *callsignv1.EnableA
 		acct.Disabled, acct.DisabledAt = false, time.Time{}
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -180,6 +186,7 @@ func (a *adminServer) AddPublicKey(ctx context.Context, req *callsignv1.AddPubli
 		acct.PublicKeys = append(acct.PublicKeys, key)
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -200,6 +207,7 @@ func (a *adminServer) RemovePublicKey(ctx context.Context, req *callsignv1.Remov
 		acct.PublicKeys = slices.Delete(acct.PublicKeys, i, i+1)
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -244,6 +252,7 @@ func (a *adminServer) RotateSecret(ctx context.Context, req *callsignv1.RotateSe
 		acct.Secrets = append(kept, rec)
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -264,6 +273,7 @@ func (a *adminServer) SetGrant(ctx context.Context, req *callsignv1.SetGrantRequ
 		}
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -284,6 +294,7 @@ func (a *adminServer) DeleteGrant(ctx context.Context, req *callsignv1.DeleteGra
 		acct.Grants = slices.Delete(acct.Grants, i, i+1)
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -301,6 +312,7 @@ func (a *adminServer) SetUserAssertion(ctx context.Context, req *callsignv1.SetU
 		acct.UserAssertion = ua
 		return nil
 	})
+	s.accounts.forget(req.GetAccountId())
 	if err != nil {
 		return nil, s.adminError(ctx, err)
 	}

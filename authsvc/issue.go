@@ -271,18 +271,6 @@ func (s *Service) authenticateSecret(ctx context.Context, account, secret string
 	return acct, "", nil
 }
 
-// lookupAccount returns the account or nil when there is none.
-func (s *Service) lookupAccount(ctx context.Context, id string) (*Account, error) {
-	if !validServiceID(id) {
-		return nil, nil
-	}
-	a, err := s.store.GetAccount(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return a, err
-}
-
 // reasonOf names the reason of a token error for logs.
 func reasonOf(err error) string {
 	var te *token.Error

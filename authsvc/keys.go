@@ -18,6 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/callsign-dev/callsign/internal/token"
 )
 
@@ -33,6 +36,13 @@ const keyReloadInterval = time.Second
 const sealPrefix = "callsign signing key v1\x00"
 
 var errKEK = errors.New("authsvc: key-encryption key must be 32 bytes")
+
+// errTooManySigningKeys refuses a rotation that would publish more than
+// token.MaxKeys keys; RotateSigningKeys answers it with errRotationRefused.
+var (
+	errTooManySigningKeys = errors.New("authsvc: rotation refused: the published key set is full")
+	errRotationRefused    = status.Error(codes.FailedPrecondition, "callsign: too many published signing keys; retry once retired keys are removed")
+)
 
 // sealPrivate encrypts a PKCS #8 private key under kek (AES-256-GCM, random
 // 96-bit nonce, the kid as additional data); the result is nonce || ciphertext.
@@ -248,6 +258,13 @@ func (l *lifecycle) step(keys []SigningKey, now time.Time, rotate bool) ([]Signi
 		promote = fresh || published || rotate
 	default:
 		promote = rotate || (published && !now.Before(out[active].RetireAt))
+	}
+	if promote && rotate && len(out) >= token.MaxKeys {
+		// The key a rotation creates would not fit in the published set (a
+		// JWKS holds at most token.MaxKeys keys; beyond it neither GetKeys nor
+		// verifiers accept the set). Refuse the operator's rotation until
+		// retired keys are removed.
+		return nil, errTooManySigningKeys
 	}
 	if promote {
 		if active >= 0 {

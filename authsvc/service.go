@@ -59,6 +59,7 @@ type Service struct {
 	rand  io.Reader
 	life  lifecycle
 
+	accounts accountCache
 	view     atomic.Pointer[keyView]
 	reloadMu sync.Mutex
 	signers  signerCache

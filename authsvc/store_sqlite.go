@@ -65,6 +65,11 @@ var sqliteMigrations = []string{
 type sqliteStore struct {
 	w *sql.DB // one connection: every write
 	r *sql.DB // read-only connections
+
+	// Prepared statements of the hot paths (IssueToken, Verify).
+	getAccount   *sql.Stmt
+	useAssertion *sql.Stmt
+	tokenRevoked *sql.Stmt
 }
 
 // OpenSQLite opens the SQLite store at path, creating the file (mode 0600) and
@@ -112,7 +117,27 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	st.r = r
+	if err := st.prepare(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	return st, nil
+}
+
+func (st *sqliteStore) prepare(ctx context.Context) error {
+	var err error
+	if st.getAccount, err = st.r.PrepareContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`); err != nil {
+		return fmt.Errorf("authsvc: sqlite: %w", err)
+	}
+	if st.useAssertion, err = st.w.PrepareContext(ctx, `INSERT INTO used_assertions (account, jti, keep_until) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`); err != nil {
+		return fmt.Errorf("authsvc: sqlite: %w", err)
+	}
+	if st.tokenRevoked, err = st.r.PrepareContext(ctx, `SELECT
+		(SELECT count(*) FROM revoked_tokens WHERE jti = ?) +
+		(SELECT count(*) FROM revoked_accounts WHERE account = ? AND issued_before > ?)`); err != nil {
+		return fmt.Errorf("authsvc: sqlite: %w", err)
+	}
+	return nil
 }
 
 func (st *sqliteStore) migrate(ctx context.Context) error {
@@ -335,7 +360,7 @@ func (st *sqliteStore) CreateAccount(ctx context.Context, a *Account) error {
 }
 
 func (st *sqliteStore) GetAccount(ctx context.Context, id string) (*Account, error) {
-	a, err := scanAccount(st.r.QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id))
+	a, err := scanAccount(st.getAccount.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -403,8 +428,7 @@ func (st *sqliteStore) UpdateAccount(ctx context.Context, id string, fn func(a *
 }
 
 func (st *sqliteStore) UseAssertionID(ctx context.Context, account, jti string, keepUntil time.Time) (bool, error) {
-	res, err := st.w.ExecContext(ctx, `INSERT INTO used_assertions (account, jti, keep_until) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		account, jti, nanos(keepUntil))
+	res, err := st.useAssertion.ExecContext(ctx, account, jti, nanos(keepUntil))
 	if err != nil {
 		return false, fmt.Errorf("authsvc: sqlite: %w", err)
 	}
@@ -524,10 +548,7 @@ func (st *sqliteStore) RevokeAccount(ctx context.Context, r RevokedAccount) erro
 
 func (st *sqliteStore) TokenRevoked(ctx context.Context, jti, account string, iat time.Time) (bool, error) {
 	var n int
-	err := st.r.QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM revoked_tokens WHERE jti = ?) +
-		(SELECT count(*) FROM revoked_accounts WHERE account = ? AND issued_before > ?)`,
-		jti, account, nanos(iat)).Scan(&n)
+	err := st.tokenRevoked.QueryRowContext(ctx, jti, account, nanos(iat)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("authsvc: sqlite: %w", err)
 	}
@@ -630,9 +651,15 @@ func (st *sqliteStore) Prune(ctx context.Context, now time.Time) error {
 }
 
 func (st *sqliteStore) Close() error {
-	var errR error
-	if st.r != nil {
-		errR = st.r.Close()
+	var errs []error
+	for _, stmt := range []*sql.Stmt{st.getAccount, st.useAssertion, st.tokenRevoked} {
+		if stmt != nil {
+			errs = append(errs, stmt.Close())
+		}
 	}
-	return errors.Join(errR, st.w.Close())
+	if st.r != nil {
+		errs = append(errs, st.r.Close())
+	}
+	errs = append(errs, st.w.Close())
+	return errors.Join(errs...)
 }
