@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"net"
 	"runtime"
 	"strings"
@@ -90,6 +91,10 @@ func BenchmarkServerInterceptor(b *testing.B) {
 		})
 	}
 }
+
+var errInvalid = errors.New("signature invalid")
+
+func ed25519Verify(f *fixture, msg, sig []byte) bool { return ed25519.Verify(f.pub, msg, sig) }
 
 // splitSigned returns the signing input and the decoded signature of a
 // compact JWS.

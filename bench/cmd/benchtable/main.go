@@ -5,7 +5,7 @@
 //
 // Usage (from the module root; make bench runs it):
 //
-//	go run ./bench/cmd/benchtable [-count 6] [-benchtime 1s] [-bench .] [-o bench.txt]
+//	go run ./bench/cmd/benchtable [-count 6] [-benchtime 500ms] [-bench .] [-o bench.out]
 //
 // Every round runs each benchmark once, so that a slow phase of a shared
 // machine affects all variants of a round alike instead of a few of them.
@@ -36,10 +36,10 @@ import (
 
 func main() {
 	count := flag.Int("count", 6, "rounds of the repeated benchmarks")
-	benchtime := flag.String("benchtime", "1s", "-test.benchtime of each benchmark")
+	benchtime := flag.String("benchtime", "500ms", "-test.benchtime of each benchmark")
 	bench := flag.String("bench", ".", "regular expression selecting the benchmarks")
 	once := flag.String("once", "^BenchmarkCacheMemory$", "benchmarks run once, after the rounds")
-	out := flag.String("o", "bench.txt", "file for the raw results (benchstat format); empty for none")
+	out := flag.String("o", "bench.out", "file for the raw results (benchstat format); empty for none")
 	pkg := flag.String("pkg", "./bench", "package of the benchmarks")
 	flag.Parse()
 	if err := run(*count, *benchtime, *bench, *once, *out, *pkg); err != nil {
@@ -321,6 +321,11 @@ func ratio(label, num, den, op string, target float64) check {
 	return check{label: label, num: num, numUnit: "ns/op", den: den, denUnit: "ns/op", op: op, target: target, fraction: true}
 }
 
+// paired is the ratio a paired benchmark measured itself, interleaved.
+func paired(label, name, op string, target float64) check {
+	return check{label: label, num: name, numUnit: "ratio", op: op, target: target, fraction: true}
+}
+
 func throughput(label, num, den, op string, target float64) check {
 	c := ratio(label, num, den, op, target)
 	c.inverse = true
@@ -333,6 +338,16 @@ func absolute(label, name, unit, op string, target float64) check {
 
 func checks() []check {
 	var cs []check
+	for _, tr := range []string{"tcp", "bufconn"} {
+		for _, kind := range []string{"unary", "stream"} {
+			p := "Paired/" + kind + "-" + tr + "/callsign-warm-vs-"
+			cs = append(cs, paired(kind+" "+tr+": callsign warm / pass-through, interleaved", p+"passthrough", "<=", 1.05))
+			if kind == "unary" {
+				cs = append(cs, paired(kind+" "+tr+": callsign warm / bare, interleaved", p+"bare", "", 0))
+			}
+		}
+	}
+	cs = append(cs, paired("cold verification: callsign / ed25519.Verify, interleaved", "Paired/verify/callsign-vs-ed25519", "<=", 1.3))
 	for _, tr := range []string{"tcp", "bufconn"} {
 		u := "Unary/" + tr + "/"
 		cs = append(cs,

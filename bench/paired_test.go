@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/callsign-dev/callsign/internal/token"
+)
+
+// Paired benchmarks time two things alternately in every iteration (their
+// order swapped each time) and report the ratio of the median times as
+// "ratio": both sides see the same load on a shared machine, which separate
+// benchmarks run seconds apart do not, and the medians ignore the iterations
+// a preemption lands in.
+
+// pairedRatio runs a and b alternately until the benchmark ends and reports
+// median(a)/median(b).
+func pairedRatio(bm *testing.B, a, b func() error) {
+	var ta, tb []time.Duration
+	i := 0
+	bm.ReportAllocs()
+	for bm.Loop() {
+		first, second, tf, ts := a, b, &ta, &tb
+		if i%2 == 1 {
+			first, second, tf, ts = b, a, &tb, &ta
+		}
+		t0 := time.Now()
+		if err := first(); err != nil {
+			bm.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := second(); err != nil {
+			bm.Fatal(err)
+		}
+		t2 := time.Now()
+		*tf = append(*tf, t1.Sub(t0))
+		*ts = append(*ts, t2.Sub(t1))
+		i++
+	}
+	ma, mb := median(ta), median(tb)
+	if mb > 0 {
+		bm.ReportMetric(float64(ma)/float64(mb), "ratio")
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Paired: callsign warm against the pass-through interceptor (unary and
+// stream, TCP and bufconn) and against bare grpc-go, and the cold
+// verification against one raw ed25519.Verify, each pair interleaved.
+func BenchmarkPaired(b *testing.B) {
+	ctx := context.Background()
+	for _, tr := range []string{tTCP, tBufconn} {
+		for _, kind := range []string{"unary", "stream"} {
+			for _, base := range []string{vPass, vBare} {
+				if base == vBare && kind == "stream" {
+					continue
+				}
+				b.Run(kind+"-"+tr+"/"+vWarm+"-vs-"+base, func(b *testing.B) {
+					warm, other := newRPC(b, tr, vWarm), newRPC(b, tr, base)
+					call := func(r *rpc) func() error {
+						if kind == "stream" {
+							return func() error { return r.stream(ctx) }
+						}
+						return func() error { return r.unary(ctx) }
+					}
+					pairedRatio(b, call(warm), call(other))
+				})
+			}
+		}
+	}
+	b.Run("verify/callsign-vs-ed25519", func(b *testing.B) {
+		f := getFixture(b)
+		pool := f.coldTokens(b)
+		msgs, sigs := make([][]byte, len(pool)), make([][]byte, len(pool))
+		for i, t := range pool {
+			msgs[i], sigs[i] = splitSigned(b, t)
+		}
+		i, j := 0, len(pool)/2
+		pairedRatio(b, func() error {
+			_, err := token.Verify(pool[i%len(pool)], token.EdDSA, f.keySet, token.Expect{
+				Issuer: issuer, Audience: audience, Type: token.TypeService, Now: time.Now(),
+			})
+			i++
+			return err
+		}, func() error {
+			if !ed25519Verify(f, msgs[j%len(msgs)], sigs[j%len(sigs)]) {
+				return errInvalid
+			}
+			j++
+			return nil
+		})
+	})
+}
