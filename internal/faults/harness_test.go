@@ -58,10 +58,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// soakEnabled reports whether the long fault runs are asked for
+// (CALLSIGN_SOAK set, as make soak does).
+func soakEnabled() bool { return os.Getenv("CALLSIGN_SOAK") != "" }
+
 // soak skips t unless CALLSIGN_SOAK is set (make soak).
 func soak(t *testing.T) {
 	t.Helper()
-	if os.Getenv("CALLSIGN_SOAK") == "" {
+	if !soakEnabled() {
 		t.Skip("a long fault run: set CALLSIGN_SOAK=1 (make soak)")
 	}
 }
@@ -238,7 +242,10 @@ func (d *daemon) restart(tb testing.TB) {
 // survives restarts on the same address).
 func (d *daemon) dial(tb testing.TB) *grpc.ClientConn {
 	tb.Helper()
-	cc, err := grpc.NewClient(d.info.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Calls wait for the connection (bounded by their deadline), so that a
+	// call right after a restart does not fail on the old connection.
+	cc, err := grpc.NewClient(d.info.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	if err != nil {
 		tb.Fatal(err)
 	}
