@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
@@ -31,10 +32,8 @@ func (s Signer) Sign(c Claims) (string, error) {
 	if typ == "" {
 		return "", errors.New("token: unknown token type")
 	}
-	if !s.checked {
-		if err := s.check(); err != nil {
-			return "", err
-		}
+	if err := s.check(); err != nil {
+		return "", err
 	}
 	if !validText(c.Issuer, MaxSubjectLength) || !validText(c.Audience, MaxSubjectLength) ||
 		!validText(c.Subject, MaxSubjectLength) || !validID(c.ID) {
@@ -118,25 +117,42 @@ func (s Signer) Sign(c Claims) (string, error) {
 	return signCompact(s.Private, s.Key.Algorithm, s.Key.ID, typ, b)
 }
 
-// NewSigner validates key (as a key set would: kid, algorithm, a public key
-// of that algorithm, for Ed25519 a point of the curve not of small order) and
-// that priv is its private half, once, and returns a Signer that does not
-// repeat the check on every [Signer.Sign]: the point check alone costs more
-// than an Ed25519 signature.
+// NewSigner validates key fully, as a key set would (kid, algorithm, a public
+// key of that algorithm: for Ed25519 a point of the curve not of small order,
+// for P-256 a point on the curve), and that priv is its private half. Use it
+// where keys are loaded; [Signer.Sign] itself repeats only the cheap checks.
 func NewSigner(key Key, priv crypto.Signer) (*Signer, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	s := &Signer{Key: key, Private: priv}
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	s.checked = true
 	return s, nil
 }
 
-// check validates the signer: a valid public key of a supported algorithm,
-// and a private key of the same kind whose public half is that key.
+// check is the per-token check of a signer, cheap next to a signature: a
+// valid kid, a supported algorithm, a public key of that algorithm's type,
+// and a private key whose public half equals it. (The curve arithmetic of
+// checkKey is left to NewSigner and the key set loaders: a public key that
+// equals the public half of the private key it signs with cannot be used to
+// forge anything.)
 func (s Signer) check() error {
-	if err := checkKey(s.Key); err != nil {
-		return err
+	if !validKID(s.Key.ID) {
+		return errSetKID
+	}
+	switch s.Key.Algorithm {
+	case EdDSA:
+		if pub, ok := s.Key.Public.(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+			return errSetKeyType
+		}
+	case ES256:
+		if pub, ok := s.Key.Public.(*ecdsa.PublicKey); !ok || pub == nil || pub.Curve != elliptic.P256() {
+			return errSetKeyType
+		}
+	default:
+		return errSetAlg
 	}
 	pub, ok := publicOf(s.Private).(interface{ Equal(x crypto.PublicKey) bool })
 	if !ok || !pub.Equal(s.Key.Public) {

@@ -218,3 +218,39 @@ func TestInteropJWX(t *testing.T) {
 		})
 	}
 }
+
+func TestNewSigner(t *testing.T) {
+	for _, s := range []Signer{edKey, ecKey} {
+		got, err := NewSigner(s.Key, s.Private)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := signToken(t, *got, serviceClaims())
+		if _, err := Verify(tok, s.Key.Algorithm, testKeySet(t, s.Key.Algorithm), serviceExpect()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A corrupt Ed25519 private key whose stored public half is the identity:
+	// Sign's cheap check sees matching halves; NewSigner's full check refuses
+	// the point.
+	identity := badEdKeys["identity (order 1)"]
+	corrupt := append(append(ed25519.PrivateKey(nil), edKey.Private.(ed25519.PrivateKey)[:32]...), identity...)
+	key := Key{ID: "ed-x", Algorithm: EdDSA, Public: ed25519.PublicKey(identity)}
+	if _, err := NewSigner(key, corrupt); err == nil {
+		t.Fatal("NewSigner accepted a small-order public key")
+	}
+	for _, tc := range []struct {
+		name string
+		key  Key
+		priv crypto.Signer
+	}{
+		{"other private key", edKey.Key, edOther.Private},
+		{"invalid kid", Key{ID: "", Algorithm: EdDSA, Public: edKey.Key.Public}, edKey.Private},
+		{"nil private key", edKey.Key, nil},
+		{"algorithm of the other key", Key{ID: "k", Algorithm: ES256, Public: edKey.Key.Public}, edKey.Private},
+	} {
+		if _, err := NewSigner(tc.key, tc.priv); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}

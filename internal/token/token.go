@@ -175,14 +175,11 @@ type Parsed struct {
 	signature []byte    // decoded signature (length not checked yet)
 }
 
-// Signer signs tokens with one private key. [NewSigner] validates the keys
-// once; a Signer written as a literal is validated on every [Signer.Sign].
-// The fields of a Signer from NewSigner must not be changed.
+// Signer signs tokens with one private key. It may be written as a literal;
+// [NewSigner] also validates the public key as a key set loader would.
 type Signer struct {
 	Key     Key           // the public half, with its kid and algorithm
 	Private crypto.Signer // ed25519.PrivateKey or *ecdsa.PrivateKey
-
-	checked bool // set by NewSigner: Key and Private passed check
 }
 
 // AssertionClaims are the checked claims of a private_key_jwt client assertion
