@@ -79,7 +79,7 @@ func srvEventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newSrvLive(t *testing.T, f *srvFetcher, clock *srvClock, opts ...KeySourceOption) *LiveKeySource {
+func newSrvLive(t *testing.T, f KeyFetcher, clock *srvClock, opts ...KeySourceOption) *LiveKeySource {
 	t.Helper()
 	opts = append([]KeySourceOption{WithKeyClock(clock)}, opts...)
 	s, err := NewLiveKeySource(context.Background(), f, opts...)
