@@ -86,7 +86,9 @@
 //
 // [Signer.Sign] writes the header {"alg","kid","typ"} and nothing else, refuses
 // claims that [Parsed.Claims] would find malformed, and signs with Ed25519 or
-// ES256 (raw r||s). [ParseAssertion], [Parsed.AssertionClaims] and
+// ES256 (raw r||s) through crypto directly; the tokens verify with jwx and
+// other JOSE libraries. [NewSigner] validates a signing key fully once, where
+// keys are loaded. [ParseAssertion], [Parsed.AssertionClaims] and
 // [SignAssertion] do the same for private_key_jwt client assertions (RFC 7523):
 // EdDSA only, header alg, kid and optionally typ "JWT". An issuer maps every
 // assertion failure to one answer; the reasons here say what failed, for logs.
