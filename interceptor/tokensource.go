@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -88,6 +89,7 @@ type tokenSourceConfig struct {
 	logger           *slog.Logger
 	clock            Clock
 	rand             func() float64
+	metrics          prometheus.Registerer
 	onFetched        func(audience string) // test hook, called after every IssueToken
 }
 
@@ -209,12 +211,21 @@ func NewTokenSource(client IssueTokenClient, cred Credential, opts ...TokenSourc
 	if cfg.lifetime < 0 || cfg.lifetime%time.Second != 0 {
 		return nil, errors.New("interceptor: NewTokenSource: lifetime must be whole seconds")
 	}
+	var metrics *tsMetrics
+	if cfg.metrics != nil {
+		m, err := newTSMetrics(cfg.metrics)
+		if err != nil {
+			return nil, err
+		}
+		metrics = m
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &tokenSource{
-		cfg:    cfg,
-		iss:    &tsIssuer{client: client, cred: cred, clock: cfg.clock, rand: cfg.rand, timeout: cfg.issueTimeout},
-		ctx:    ctx,
-		cancel: cancel,
+		cfg:     cfg,
+		metrics: metrics,
+		iss:     &tsIssuer{client: client, cred: cred, clock: cfg.clock, rand: cfg.rand, timeout: cfg.issueTimeout},
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 	empty := map[string]*tsEntry{}
 	s.entries.Store(&empty)
@@ -223,8 +234,9 @@ func NewTokenSource(client IssueTokenClient, cred Credential, opts ...TokenSourc
 
 // tokenSource is the live TokenSource.
 type tokenSource struct {
-	cfg tokenSourceConfig
-	iss *tsIssuer
+	cfg     tokenSourceConfig
+	iss     *tsIssuer
+	metrics *tsMetrics
 
 	// entries is copy-on-write: read without a lock, replaced under mu.
 	entries atomic.Pointer[map[string]*tsEntry]
@@ -314,6 +326,16 @@ func (s *tokenSource) get(ctx context.Context, audience string) (*cachedToken, e
 }
 
 func (s *tokenSource) slow(ctx context.Context, audience string) (*cachedToken, error) {
+	t, err := s.obtain(ctx, audience)
+	if err != nil {
+		s.metrics.failClosed()
+	}
+	return t, err
+}
+
+// obtain returns a valid token for audience, waiting for an IssueToken call
+// when none is cached.
+func (s *tokenSource) obtain(ctx context.Context, audience string) (*cachedToken, error) {
 	if s.closed.Load() {
 		return nil, tokenUnavailable(errTokenSourceClosed)
 	}
@@ -410,12 +432,12 @@ func (s *tokenSource) join(e *tsEntry, refresh bool) (*tsFlight, error) {
 	}
 	f := &tsFlight{done: make(chan struct{})}
 	e.flight = f
-	s.goLocked(func() { s.fetch(e, f) })
+	s.goLocked(func() { s.fetch(e, f, refresh) })
 	return f, nil
 }
 
 // fetch runs one IssueToken call for e and publishes its result.
-func (s *tokenSource) fetch(e *tsEntry, f *tsFlight) {
+func (s *tokenSource) fetch(e *tsEntry, f *tsFlight, refresh bool) {
 	req := &callsignv1.IssueTokenRequest{
 		Audience: e.audience,
 		Scopes:   s.cfg.scopes[e.audience],
@@ -426,6 +448,7 @@ func (s *tokenSource) fetch(e *tsEntry, f *tsFlight) {
 	}
 	tok, err := s.iss.issue(s.ctx, req, callsignv1.TokenType_TOKEN_TYPE_SERVICE)
 	now := s.cfg.clock.Now()
+	s.metrics.fetch(refresh, err == nil)
 
 	e.mu.Lock()
 	if err != nil {
@@ -539,7 +562,9 @@ func (s *tokenSource) Invalidate(audience, token string) {
 	if t == nil || t.token != token || s.cfg.clock.Now().Sub(t.obtained) < s.cfg.minInvalidateAge {
 		return
 	}
-	e.cur.CompareAndSwap(t, nil)
+	if e.cur.CompareAndSwap(t, nil) {
+		s.metrics.invalidation()
+	}
 }
 
 // Close implements [TokenSource]. It waits for the background goroutines.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"runtime"
 	"slices"
 	"strings"
@@ -638,5 +639,77 @@ func TestTokenSourceHerd(t *testing.T) {
 		if n := fa.calls.Load(); n != int32(round+1) {
 			t.Fatalf("round %d: %d IssueToken calls in all, want %d", round, n, round+1)
 		}
+	}
+}
+
+// cliMetric reads one counter sample of reg (0 when absent).
+func cliMetric(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func TestTokenSourceMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	done := make(chan string, 8)
+	ts, fa, clk := cliNewSource(t, 0.5, WithTokenSourceMetrics(reg), WithBackoff(time.Hour, time.Hour),
+		withTokenSourceHook(func(a string) { done <- a }))
+	ctx := cliCtx(t)
+	first, _ := ts.Token(ctx, "billing")
+	<-done
+	_, _ = ts.Token(ctx, "billing")
+	clk.WaitForDeadline(t, cliEpoch.Add(150*time.Second))
+	clk.Advance(150 * time.Second)
+	<-done
+	ts.Invalidate("billing", first) // no longer cached: not counted
+	second, _ := ts.Token(ctx, "billing")
+	clk.Advance(DefaultMinInvalidateAge)
+	ts.Invalidate("billing", second)
+	fa.setFail(status.Error(codes.Unavailable, "down"))
+	_, err := ts.Token(ctx, "billing")
+	cliAssertUnavailable(t, err)
+	<-done
+	_, err = ts.Token(ctx, "billing") // backing off
+	cliAssertUnavailable(t, err)
+
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{MetricTokenFetches, []string{"trigger", "call", "result", "ok"}, 1},
+		{MetricTokenFetches, []string{"trigger", "refresh", "result", "ok"}, 1},
+		{MetricTokenFetches, []string{"trigger", "call", "result", "error"}, 1},
+		{MetricTokenFetches, []string{"trigger", "refresh", "result", "error"}, 0},
+		{MetricTokenInvalidations, nil, 1},
+		{MetricTokenUnavailable, nil, 2},
+	} {
+		if got := cliMetric(t, reg, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if _, err := NewTokenSource(cliStartAuth(t, fa), ClientSecret("orders", "cs_x"), WithTokenSourceMetrics(reg)); err == nil {
+		t.Fatal("registering the metrics twice was accepted")
 	}
 }
