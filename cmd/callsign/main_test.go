@@ -18,6 +18,7 @@ import (
 // The CLI is tested against a real callsignd --dev, built once and started on
 // free loopback ports.
 var server struct {
+	bin      string
 	grpcAddr string
 	httpAddr string
 	creds    string
@@ -54,6 +55,7 @@ func startCallsignd(dir string) func() {
 		server.err = fmt.Errorf("build callsignd: %w\n%s", err, out)
 		return func() {}
 	}
+	server.bin = bin
 	ready := filepath.Join(dir, "ready.json")
 	logf, _ := os.Create(filepath.Join(dir, "callsignd.log"))
 	cmd := exec.Command(bin, "--dev", "--data-dir", filepath.Join(dir, "data"),
