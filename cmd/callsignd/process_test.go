@@ -69,7 +69,13 @@ func callsignd(tb testing.TB) string {
 		binPath = filepath.Join(binDir, "callsignd")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, goBin, "build", "-o", binPath, ".").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("GOCOVERDIR") != "" {
+			// Coverage of the processes: they write it into GOCOVERDIR
+			// (go tool covdata percent -i DIR).
+			args = append(args, "-cover")
+		}
+		out, err := exec.CommandContext(ctx, goBin, append(args, ".")...).CombinedOutput()
 		if err != nil {
 			errBuild = fmt.Errorf("go build: %w\n%s", err, out)
 		}

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // TestGracefulStopTimeout: a call that does not finish within the shutdown
@@ -113,5 +115,30 @@ func TestHTTPHandler(t *testing.T) {
 		if code != tt.code || (tt.body != "" && body != tt.body) {
 			t.Errorf("%s %s = %d %q, want %d %q", tt.method, tt.path, code, body, tt.code, tt.body)
 		}
+	}
+}
+
+// TestRecoverPanics: a panicking handler answers Internal with a fixed
+// message; the log names the method, never the request.
+func TestRecoverPanics(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	const secret = "request-content-that-must-not-be-logged"
+	_, err := recoverUnary(logger)(context.Background(), secret, &grpc.UnaryServerInfo{FullMethod: "/x.v1.S/Unary"},
+		func(context.Context, any) (any, error) { panic(secret) })
+	if status.Code(err) != codes.Internal || status.Convert(err).Message() != "internal error" {
+		t.Errorf("unary: %v, want Internal with a fixed message", err)
+	}
+	err = recoverStream(logger)(nil, nil, &grpc.StreamServerInfo{FullMethod: "/x.v1.S/Stream"},
+		func(any, grpc.ServerStream) error { panic(secret) })
+	if status.Code(err) != codes.Internal {
+		t.Errorf("stream: %v, want Internal", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "/x.v1.S/Unary") || !strings.Contains(out, "/x.v1.S/Stream") {
+		t.Errorf("the panics were not logged with their methods:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Error("the log contains the request or the panic value")
 	}
 }
