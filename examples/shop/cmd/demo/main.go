@@ -24,7 +24,11 @@ func main() {
 	defer stop()
 	rep, err := demo.Run(ctx, demo.Config{Out: os.Stdout, WorkDir: *work, Keep: *keep})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "\ndemo: %v\n", err)
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "\ndemo: interrupted; every process it started has been stopped")
+		} else {
+			fmt.Fprintf(os.Stderr, "\ndemo: %v\n", err)
+		}
 		os.Exit(1)
 	}
 	if !rep.OK() {

@@ -110,14 +110,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Out = io.Discard
 	}
 	r := &runner{cfg: cfg, out: cfg.Out, report: &rep, addrs: map[string]string{}, http: &http.Client{Timeout: 30 * time.Second}}
-	if err := r.prepare(ctx); err != nil {
-		return rep, err
-	}
+	err := r.prepare(ctx)
 	defer func() {
-		if !cfg.Keep && cfg.WorkDir == "" {
+		if !cfg.Keep && cfg.WorkDir == "" && r.work != "" {
 			_ = os.RemoveAll(r.work)
 		}
 	}()
+	if err != nil {
+		return rep, err
+	}
 	defer r.procs.stopAll(stopGrace)
 	if err := r.startAll(ctx); err != nil {
 		return rep, err
@@ -170,7 +171,10 @@ func (r *runner) summary(rep Report) {
 	if rep.OK() {
 		fmt.Fprintf(r.out, "\nEvery step did what it should.\n")
 	} else {
-		fmt.Fprintf(r.out, "\nSome steps failed; the process logs are in %s (run with -keep to keep them).\n", r.work)
+		fmt.Fprintf(r.out, "\nSome steps failed. Each process's log is in %s; run the demo with -keep to keep them.\n", r.work)
+	}
+	if r.cfg.Keep {
+		fmt.Fprintf(r.out, "The binaries, callsignd's data and the process logs are kept in %s.\n", r.work)
 	}
 }
 
