@@ -2,6 +2,9 @@ package interceptor
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -155,17 +158,39 @@ func TestLiveKeySourceRefreshesOnHint(t *testing.T) {
 	if f.count() != 1 {
 		t.Fatalf("fetched early: %d", f.count())
 	}
+	clock.Advance(8 * time.Second) // beyond 30 s + 10 %
+	srvEventually(t, "the refreshed set", func() bool {
+		snap, err := s.KeySnapshot()
+		return err == nil && snap.Len() == 2 && snap.Version() == 2
+	})
+	if f.count() != 2 {
+		t.Fatalf("%d fetches", f.count())
+	}
+	srvWaitUpdated(t, s, clock)
+}
+
+// srvWaitUpdated checks WaitUntilUpdated: it returns once a fetch completes
+// after the call. The clock is advanced by a jittered refresh interval whenever the
+// refresh timer is armed, until the waiter returns.
+func srvWaitUpdated(t *testing.T, s *LiveKeySource, clock *srvClock) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	waited := make(chan error, 1)
 	go func() { waited <- s.WaitUntilUpdated(ctx) }()
-	clock.Advance(8 * time.Second) // beyond 30 s + 10 %
-	if err := <-waited; err != nil {
-		t.Fatal(err)
-	}
-	snap, err := s.KeySnapshot()
-	if err != nil || snap.Len() != 2 || snap.Version() != 2 {
-		t.Fatalf("after refresh: %v %v", snap, err)
+	for {
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		if clock.pending() > 0 {
+			clock.Advance(s.interval() * 12 / 10) // beyond the jitter
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -416,4 +441,43 @@ func srvDuplicateKID(jwks []byte) string {
 	s := string(jwks)
 	i, j := strings.Index(s, "["), strings.LastIndex(s, "]")
 	return s[:j] + "," + s[i+1:j] + s[j:]
+}
+
+// TestServerES256 runs a deployment pinned to ES256: its tokens verify, an
+// EdDSA token does not, and a server whose algorithm differs from its key
+// source's refuses to start.
+func TestServerES256(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := token.Key{ID: "p1", Algorithm: token.ES256, Public: &priv.PublicKey}
+	jwks, err := token.MarshalJWKS([]token.Key{k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := srvKeys{signer: token.Signer{Key: k, Private: priv}, jwks: jwks}
+	e := newSrvEnv(t, srvEnvConfig{
+		opts: []ServerOption{WithAlgorithm(ES256)},
+		source: func(e *srvEnv) KeySource {
+			e.keys = es
+			src, err := NewStaticKeySource(jwks, ES256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return src
+		},
+	})
+	if _, err := e.call(kindUnary, "Scoped", srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read")))); err != nil {
+		t.Fatalf("ES256 token: %v", err)
+	}
+	ed := newSrvKeys(t, "p1")
+	_, err = e.call(kindUnary, "Scoped", srvMD(MDAuthorization, srvBearer(ed.sign(t, srvSvcClaims(e.clock.Now(), "orders", "test.read")))))
+	if _, r := srvReason(t, err); r != "TOKEN_MALFORMED" {
+		t.Fatalf("EdDSA token on an ES256 server: %s", r)
+	}
+	src, _ := NewStaticKeySource(jwks, ES256)
+	if _, err := NewServer(src, WithIssuer("i"), WithAudience("a")); err == nil {
+		t.Fatal("an EdDSA server accepted an ES256 key source")
+	}
 }

@@ -153,6 +153,9 @@ func WithAlgorithm(alg Algorithm) ServerOption {
 		if _, err := alg.token(); err != nil {
 			c.errs = append(c.errs, err)
 		}
+		if alg == "" {
+			alg = EdDSA
+		}
 		c.alg = alg
 	})
 }

@@ -57,6 +57,11 @@ func NewServer(keys KeySource, opts ...ServerOption) (*Server, error) {
 	if keys == nil && (c.central == nil || !c.centralAll) {
 		c.failf("a KeySource is required unless every method is verified centrally")
 	}
+	if keys != nil {
+		if snap, err := keys.KeySnapshot(); err == nil && snap != nil && snap.Algorithm() != c.alg {
+			c.failf("the key source holds %s keys, the server expects %s", snap.Algorithm(), c.alg)
+		}
+	}
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
 	}
@@ -169,7 +174,7 @@ func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			cancel()
 		})
 		err = handler(srv, ws)
-		stop()
+		_ = stop()
 		cancel()
 		if ws.expired.Load() {
 			rec := s.baseRecord(ss.Context(), info.FullMethod, true, s.clock.Now())

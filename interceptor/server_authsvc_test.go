@@ -92,15 +92,7 @@ func TestServerWithAuthService(t *testing.T) {
 	if _, err := admin.RevokeToken(ctx, &callsignv1.RevokeTokenRequest{TokenId: tok.GetTokenId()}); err != nil {
 		t.Fatal(err)
 	}
-	ctxW, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	updated := make(chan error, 1)
-	go func() { updated <- live.WaitUntilUpdated(ctxW) }()
-	srvEventually(t, "the refresh timer", func() bool { return clock.pending() >= 1 })
-	clock.Advance(2 * DefaultRefreshInterval)
-	if err := <-updated; err != nil {
-		t.Fatal(err)
-	}
+	srvWaitUpdated(t, live, clock)
 	if _, err := e.call(kindUnary, "Scoped", md); err == nil {
 		t.Fatal("a revoked token was accepted")
 	} else if _, r := srvReason(t, err); r != "TOKEN_REVOKED" {
