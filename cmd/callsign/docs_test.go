@@ -70,7 +70,7 @@ Exit status: 0 on success; 1 when the command failed (the message says what to d
 func TestCLIDoc(t *testing.T) {
 	want := renderCLIDoc()
 	if *updateDocs {
-		if err := os.WriteFile(cliDoc, []byte(want), 0o644); err != nil { //nolint:gosec // documentation
+		if err := os.WriteFile(cliDoc, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,7 +90,7 @@ func TestDocsNameRealCommandsAndFlags(t *testing.T) {
 	needServer(t)
 	known := map[string]bool{}
 	// callsignd's flags, from its own help.
-	out, _ := exec.Command(server.bin, "-help").CombinedOutput() //nolint:gosec // the binary the test built
+	out, _ := exec.Command(server.bin, "-help").CombinedOutput()
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z][a-z-]+)`).FindAllStringSubmatch(string(out), -1) {
 		known[m[1]] = true
 	}
