@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -215,4 +216,91 @@ func BenchmarkIssueTokenLatency(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1)/1, "max-ms")
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tokens/s")
+}
+
+// BenchmarkIssueTokenVsEd25519 is the robust form of the throughput figures on
+// a shared machine: each of its b.N rounds runs, back to back, a burst of
+// IssueToken calls with private_key_jwt, a burst with a client secret (both
+// over loopback gRPC on the SQLite store, clientParallelism callers per CPU)
+// and a burst of raw Ed25519 sign + verify (one goroutine per CPU), and it
+// reports the median rate of each and the medians of the per-round ratios
+// ("x-raw": tokens per raw sign + verify), so that both sides of a ratio see
+// the same machine load.
+//
+//	go test -run '^$' -bench IssueTokenVsEd25519 -benchtime 15x ./authsvc/
+func BenchmarkIssueTokenVsEd25519(b *testing.B) {
+	const burst = 1000
+	bs := newBenchServer(b, false)
+	ctx := context.Background()
+	as := bs.assertions(b, b.N*burst)
+	secret := secretReq("orders", bs.secret, "billing")
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 300)
+	procs := runtime.GOMAXPROCS(0)
+
+	// run spreads n calls of fn over workers goroutines and returns calls/s
+	// and the process CPU time per call (client, server and all).
+	run := func(n, workers int, fn func(i int) error) (float64, float64) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		cpu0 := processCPU()
+		start := time.Now()
+		for range workers {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					if err := fn(i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		rate := float64(n) / time.Since(start).Seconds()
+		return rate, float64(processCPU()-cpu0) / float64(time.Microsecond) / float64(n)
+	}
+	var jwtRate, secretRate, rawRate, jwtRatio, secretRatio, jwtCPU, secretCPU, rawCPU []float64
+	b.ResetTimer()
+	for round := range b.N {
+		base := round * burst
+		j, jc := run(burst, procs*clientParallelism, func(i int) error {
+			_, err := bs.client.IssueToken(ctx, issueReq(as[base+i], "billing"))
+			return err
+		})
+		s, sc := run(burst, procs*clientParallelism, func(int) error {
+			_, err := bs.client.IssueToken(ctx, secret)
+			return err
+		})
+		r, rc := run(burst, procs, func(int) error {
+			if !ed25519.Verify(pub, msg, ed25519.Sign(priv, msg)) {
+				return errBoom
+			}
+			return nil
+		})
+		jwtRate, secretRate, rawRate = append(jwtRate, j), append(secretRate, s), append(rawRate, r)
+		jwtRatio, secretRatio = append(jwtRatio, j/r), append(secretRatio, s/r)
+		jwtCPU, secretCPU, rawCPU = append(jwtCPU, jc), append(secretCPU, sc), append(rawCPU, rc)
+	}
+	b.StopTimer()
+	medianOf := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(medianOf(jwtRate), "jwt-tokens/s")
+	b.ReportMetric(medianOf(secretRate), "secret-tokens/s")
+	b.ReportMetric(medianOf(rawRate), "raw-sign+verify/s")
+	b.ReportMetric(medianOf(jwtRatio), "jwt-x-raw")
+	b.ReportMetric(medianOf(secretRatio), "secret-x-raw")
+	// Process CPU per call, client included: what 2 idle cores can sustain is
+	// about 2e6 / cpu-µs per second, whatever else the machine runs.
+	b.ReportMetric(medianOf(jwtCPU), "jwt-cpu-µs/token")
+	b.ReportMetric(medianOf(secretCPU), "secret-cpu-µs/token")
+	b.ReportMetric(medianOf(rawCPU), "raw-cpu-µs/sign+verify")
 }

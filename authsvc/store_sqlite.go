@@ -70,7 +70,26 @@ type sqliteStore struct {
 	getAccount   *sql.Stmt
 	useAssertion *sql.Stmt
 	tokenRevoked *sql.Stmt
+
+	// Group commit of used assertion ids: concurrent UseAssertionID calls are
+	// written in one transaction by one goroutine, so that a burst of
+	// IssueToken calls costs one commit rather than one each.
+	useQueue chan *useRequest
+	stop     chan struct{}
+	stopped  chan struct{}
 }
+
+// useRequest is one UseAssertionID call waiting for the group commit.
+type useRequest struct {
+	account, jti string
+	keepUntil    int64
+	fresh        bool
+	err          error
+	done         chan struct{}
+}
+
+// maxUseBatch bounds the assertion ids written in one transaction.
+const maxUseBatch = 256
 
 // OpenSQLite opens the SQLite store at path, creating the file (mode 0600) and
 // its schema when missing and applying pending migrations. The database runs in
@@ -121,7 +140,74 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 		_ = st.Close()
 		return nil, err
 	}
+	st.useQueue = make(chan *useRequest, maxUseBatch)
+	st.stop = make(chan struct{})
+	st.stopped = make(chan struct{})
+	go st.useLoop()
 	return st, nil
+}
+
+// useLoop writes queued assertion ids, as many as are waiting (up to
+// maxUseBatch) per transaction, until the store is closed.
+func (st *sqliteStore) useLoop() {
+	defer close(st.stopped)
+	batch := make([]*useRequest, 0, maxUseBatch)
+	for {
+		select {
+		case <-st.stop:
+			return
+		case r := <-st.useQueue:
+			batch = append(batch[:0], r)
+		}
+	fill:
+		for len(batch) < maxUseBatch {
+			select {
+			case r := <-st.useQueue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		st.writeUses(batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+	}
+}
+
+// writeUses inserts a batch in one transaction and sets each request's result.
+// When the transaction fails, every request of the batch fails.
+func (st *sqliteStore) writeUses(batch []*useRequest) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.fresh, r.err = false, fmt.Errorf("authsvc: sqlite: %w", err)
+		}
+	}
+	ctx := context.Background()
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	stmt := tx.StmtContext(ctx, st.useAssertion)
+	for _, r := range batch {
+		res, err := stmt.ExecContext(ctx, r.account, r.jti, r.keepUntil)
+		if err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		r.fresh = n == 1
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+	}
 }
 
 func (st *sqliteStore) prepare(ctx context.Context) error {
@@ -428,15 +514,27 @@ func (st *sqliteStore) UpdateAccount(ctx context.Context, id string, fn func(a *
 }
 
 func (st *sqliteStore) UseAssertionID(ctx context.Context, account, jti string, keepUntil time.Time) (bool, error) {
-	res, err := st.useAssertion.ExecContext(ctx, account, jti, nanos(keepUntil))
-	if err != nil {
-		return false, fmt.Errorf("authsvc: sqlite: %w", err)
+	r := &useRequest{account: account, jti: jti, keepUntil: nanos(keepUntil), done: make(chan struct{})}
+	select {
+	case st.useQueue <- r:
+	case <-st.stop:
+		return false, errClosed
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("authsvc: sqlite: %w", err)
+	// Once queued, the request is written whatever happens to ctx: waiting for
+	// the result keeps the answer consistent with what is stored.
+	select {
+	case <-r.done:
+		return r.fresh, r.err
+	case <-st.stopped:
+		select {
+		case <-r.done:
+			return r.fresh, r.err
+		default:
+			return false, errClosed // queued as the store closed: never written
+		}
 	}
-	return n == 1, nil
 }
 
 const keyColumns = `id, algorithm, state, public_key, encrypted_private, created_at, activate_at, retire_at, remove_at`
@@ -650,7 +748,18 @@ func (st *sqliteStore) Prune(ctx context.Context, now time.Time) error {
 	})
 }
 
+var errClosed = errors.New("authsvc: sqlite: store closed")
+
 func (st *sqliteStore) Close() error {
+	if st.stop != nil {
+		select {
+		case <-st.stop:
+			return errClosed
+		default:
+		}
+		close(st.stop)
+		<-st.stopped
+	}
 	var errs []error
 	for _, stmt := range []*sql.Stmt{st.getAccount, st.useAssertion, st.tokenRevoked} {
 		if stmt != nil {
