@@ -71,6 +71,23 @@ lint: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION) 
 test: ## Run all tests with the race detector
 	go test -race $(GO_TEST_FLAGS) ./...
 
+FUZZTIME ?= 10s
+
+.PHONY: soak
+soak: ## Long fault runs with real callsignd processes, then every fuzz target (CI)
+	CALLSIGN_SOAK=1 go test -race -count=1 -timeout 15m ./internal/faults/
+	CALLSIGN_SOAK=1 go test -count=1 -timeout 10m -run '^TestCacheMemoryBounded$$' ./internal/faults/
+	$(MAKE) fuzz
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for fz in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$dir $$fz"; \
+			go test -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
 .PHONY: bench
 bench: $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## Run the benchmark suite, print the ratio table (about 12 min on 2 cores)
 	go run ./bench/cmd/benchtable -count=6 -o bench.out
