@@ -255,7 +255,8 @@ func (s *UserTokenSource) Close() error {
 
 // WithUserToken returns ctx with token as the outgoing x-user-token, for the
 // calls that the edge makes on the user's behalf. The client interceptors of
-// the services behind the edge forward it unchanged.
+// the services behind the edge forward it unchanged. Call it once per context:
+// servers refuse a call that carries two user tokens.
 func WithUserToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, MDUserToken, token)
 }

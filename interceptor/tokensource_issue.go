@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -14,6 +15,10 @@ import (
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
 	"github.com/callsign-dev/callsign/internal/token"
 )
+
+// maxIssueResponseSize bounds an IssueToken response as received: a token
+// of at most 8 KiB and a few short fields fit many times over.
+const maxIssueResponseSize = 64 << 10
 
 // tsIssuer makes IssueToken calls and checks their answers.
 type tsIssuer struct {
@@ -32,7 +37,7 @@ func (i *tsIssuer) issue(ctx context.Context, req *callsignv1.IssueTokenRequest,
 	if err := i.cred.applyCredential(req, i.clock.Now()); err != nil {
 		return nil, &IssueError{Code: codes.Internal, err: err}
 	}
-	resp, err := i.client.IssueToken(ctx, req)
+	resp, err := i.client.IssueToken(ctx, req, grpc.MaxCallRecvMsgSize(maxIssueResponseSize))
 	if err != nil {
 		return nil, issueErrorFrom(err)
 	}
@@ -117,6 +122,8 @@ type IssueError struct {
 	err error // local cause, if any
 }
 
+// Error names the code, the reason and the local cause; never text the server
+// sent.
 func (e *IssueError) Error() string {
 	s := "interceptor: IssueToken failed: " + e.Code.String()
 	if e.Reason != callsignv1.Reason_REASON_UNSPECIFIED {

@@ -355,6 +355,10 @@ func TestTokenSourceRejectsHostileResponses(t *testing.T) {
 		{"already expired", func(now time.Time) *callsignv1.IssueTokenResponse {
 			return &callsignv1.IssueTokenResponse{Token: valid, TokenType: callsignv1.TokenType_TOKEN_TYPE_SERVICE, ExpireTime: timestamppb.New(now.Add(-time.Minute))}
 		}},
+		{"oversized response", func(now time.Time) *callsignv1.IssueTokenResponse {
+			return &callsignv1.IssueTokenResponse{Token: valid, TokenType: callsignv1.TokenType_TOKEN_TYPE_SERVICE, ExpireTime: timestamppb.New(now.Add(time.Minute)),
+				Scopes: slices.Repeat([]string{strings.Repeat("s", 128)}, 1000)}
+		}},
 		{"expires at once", func(now time.Time) *callsignv1.IssueTokenResponse {
 			return &callsignv1.IssueTokenResponse{Token: valid, TokenType: callsignv1.TokenType_TOKEN_TYPE_SERVICE, ExpireTime: timestamppb.New(now.Add(500 * time.Millisecond))}
 		}},
@@ -364,7 +368,8 @@ func TestTokenSourceRejectsHostileResponses(t *testing.T) {
 			fa.respond = func(int32, *callsignv1.IssueTokenRequest) *callsignv1.IssueTokenResponse { return tc.resp(clk.Now()) }
 			_, err := ts.Token(cliCtx(t), "billing")
 			cliAssertUnavailable(t, err)
-			if !errors.Is(err, errBadIssueResponse) {
+			var ie *IssueError
+			if !errors.Is(err, errBadIssueResponse) && (!errors.As(err, &ie) || ie.Code != codes.ResourceExhausted) {
 				t.Fatalf("cause = %v, want an unusable response", err)
 			}
 		})
