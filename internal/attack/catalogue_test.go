@@ -481,6 +481,20 @@ func catalogue() []attack {
 		attack{name: "md/authorization-binary-suffix", md: func(k *kit) metadata.MD {
 			return metadata.Pairs("authorization-bin", "Bearer "+k.svcToken())
 		}, code: unauth, reason: "TOKEN_MISSING"},
+		// Request metadata that is logged only when it is a safe id: hostile
+		// values next to a refused token must not reach the log or the record.
+		attack{name: "md/oversized-correlation-id", md: func(*kit) metadata.MD {
+			return metadata.Pairs("authorization", "Bearer not.a.token", "x-correlation-id", "corr-"+strings.Repeat("c", 200))
+		}, code: unauth, reason: "TOKEN_MALFORMED"},
+		attack{name: "md/correlation-id-non-ascii", raw: true, md: func(*kit) metadata.MD {
+			return metadata.Pairs("authorization", "Bearer not.a.token", "x-correlation-id", "corr-\u00e9t\u00e9-marker-0001")
+		}, code: unauth, reason: "TOKEN_MALFORMED"},
+		attack{name: "md/request-id-with-spaces", md: func(*kit) metadata.MD {
+			return metadata.Pairs("authorization", "Bearer not.a.token", "x-request-id", "req id with spaces marker")
+		}, code: unauth, reason: "TOKEN_MALFORMED"},
+		attack{name: "md/traceparent-malformed", md: func(*kit) metadata.MD {
+			return metadata.Pairs("authorization", "Bearer not.a.token", "traceparent", "00-"+strings.Repeat("Z", 32)+"-"+strings.Repeat("1", 16)+"-01")
+		}, code: unauth, reason: "TOKEN_MALFORMED"},
 		attack{name: "public/invalid-token", on: onPublic, md: bearer(func(*kit) string { return "not.a.token" }), code: unauth, reason: "TOKEN_MALFORMED"},
 		attack{name: "public/forged-token", on: onPublic, md: bearer(func(k *kit) string { return signWith(k.attacker, svcHeader, svcClaims("orders").String()) }), code: unauth, reason: "SIGNATURE_INVALID"},
 		attack{name: "public/expired-token", on: onPublic, md: bearer(svc(func(c claims) claims {
