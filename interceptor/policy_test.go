@@ -199,19 +199,19 @@ func TestPolicyDynamicDescriptors(t *testing.T) {
 	svcOpts.ProtoReflect().SetUnknown(protowire.AppendBytes(svcRaw, sr))
 
 	fdp := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("dyn/v1/dyn.proto"),
-		Package: proto.String("dyn.v1"),
-		Syntax:  proto.String("proto3"),
+		Name:    new("dyn/v1/dyn.proto"),
+		Package: new("dyn.v1"),
+		Syntax:  new("proto3"),
 		MessageType: []*descriptorpb.DescriptorProto{{
-			Name: proto.String("Msg"),
+			Name: new("Msg"),
 		}},
 		Service: []*descriptorpb.ServiceDescriptorProto{{
-			Name:    proto.String("DynService"),
+			Name:    new("DynService"),
 			Options: svcOpts,
 			Method: []*descriptorpb.MethodDescriptorProto{
-				{Name: proto.String("Unknown"), InputType: proto.String(".dyn.v1.Msg"), OutputType: proto.String(".dyn.v1.Msg"), Options: unknownOpts},
-				{Name: proto.String("Dynamic"), InputType: proto.String(".dyn.v1.Msg"), OutputType: proto.String(".dyn.v1.Msg"), Options: dynOpts},
-				{Name: proto.String("Defaulted"), InputType: proto.String(".dyn.v1.Msg"), OutputType: proto.String(".dyn.v1.Msg")},
+				{Name: new("Unknown"), InputType: new(".dyn.v1.Msg"), OutputType: new(".dyn.v1.Msg"), Options: unknownOpts},
+				{Name: new("Dynamic"), InputType: new(".dyn.v1.Msg"), OutputType: new(".dyn.v1.Msg"), Options: dynOpts},
+				{Name: new("Defaulted"), InputType: new(".dyn.v1.Msg"), OutputType: new(".dyn.v1.Msg")},
 			},
 		}},
 	}
