@@ -63,7 +63,9 @@
 //	--ready-file FILE     write the bound addresses here once serving
 //	--kek-file FILE       the key-encryption key (32 bytes, raw or base64;
 //	                      mode 0600) that encrypts signing keys at rest
-//	--tls-cert, --tls-key serve gRPC and HTTP over TLS (1.2 or later)
+//	--tls-cert, --tls-key serve gRPC and HTTP over TLS (1.2 or later); a
+//	                      renewed pair is picked up without a restart
+//	                      (the files are checked at most every 10 s)
 //	--tls-client-ca FILE  require client certificates from these CAs on gRPC
 //	                      (mTLS); HTTP asks for none, so probes and JWKS
 //	                      fetchers need no certificate

@@ -55,7 +55,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("configuration (file and flags): %v", err)
 	}
-	grpcTLS, httpTLS, err := tlsConfigs(o)
+	grpcTLS, httpTLS, err := tlsConfigs(o, logger)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,11 +10,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,7 +170,7 @@ func TestTLSBadFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := tlsConfigs(o); err == nil {
+			if _, _, err := tlsConfigs(o, slog.New(slog.DiscardHandler)); err == nil {
 				t.Error("accepted")
 			}
 		})
@@ -177,3 +180,67 @@ func TestTLSBadFiles(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestCertReloader: a renewed certificate is served after the next check; a
+// half-written renewal (new certificate, old key) keeps the previous one.
+func TestCertReloader(t *testing.T) {
+	first, second := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	now := time.Unix(1_700_000_000, 0)
+	mtime := now
+	install := func(src, dst string) {
+		t.Helper()
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mtime = mtime.Add(time.Second) // a distinct modification time per write
+		if err := os.Chtimes(dst, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(first.serverCert, certFile)
+	install(first.serverKey, keyFile)
+
+	var logs bytes.Buffer
+	r, err := newCertReloader(certFile, keyFile, 10*time.Second, func() time.Time { return now }, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func() string {
+		t.Helper()
+		c, err := r.getCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(c.Certificate[0]) // the leaf, DER
+	}
+	original := leaf()
+
+	install(second.serverCert, certFile) // the key is still the old one
+	now = now.Add(11 * time.Second)
+	if leaf() != original {
+		t.Error("a certificate whose key is not there yet was served")
+	}
+	if !strings.Contains(logs.String(), "does not load") {
+		t.Errorf("the failed reload was not logged: %s", logs.String())
+	}
+
+	install(second.serverKey, keyFile)
+	now = now.Add(5 * time.Second)
+	if leaf() != original {
+		t.Error("reloaded before the check interval")
+	}
+	now = now.Add(6 * time.Second)
+	renewed := leaf()
+	if renewed == original {
+		t.Error("the renewed certificate was not picked up")
+	}
+	if !strings.Contains(logs.String(), "reloaded the TLS certificate") {
+		t.Errorf("the reload was not logged: %s", logs.String())
+	}
+}
