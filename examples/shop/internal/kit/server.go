@@ -30,6 +30,12 @@ func (s *Service) NewServer(ctx context.Context, register func(*grpc.Server)) (*
 		return nil, fmt.Errorf("fetch callsignd's keys from %s: %w", s.Flags.CallsignAddr, err)
 	}
 	s.closers = append(s.closers, func() { _ = keys.Close() })
+	return s.newServer(keys, register)
+}
+
+// newServer builds the gRPC server on keys and refuses it when a registered
+// method has no callsign rule.
+func (s *Service) newServer(keys interceptor.KeySource, register func(*grpc.Server)) (*grpc.Server, error) {
 	auth, err := interceptor.NewServer(keys,
 		interceptor.WithIssuer(s.Flags.Issuer),
 		interceptor.WithAudience(s.Flags.Account),
