@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,4 +103,84 @@ func BenchmarkPaired(b *testing.B) {
 			return nil
 		})
 	})
+}
+
+// pairedWindows is the number of time windows each side of a paired
+// throughput benchmark gets, and windowLen their length.
+const (
+	pairedWindows = 12
+	windowLen     = 80 * time.Millisecond
+)
+
+// BenchmarkPairedParallel: throughput with 4×GOMAXPROCS goroutines on one TCP
+// connection, callsign warm against bare grpc-go and against the naive jwx
+// interceptor, in alternating windows of 80 ms (12 each); "ratio" is the
+// median calls/s of callsign over that of the other, "cpu-ratio" the same
+// from the process CPU time per call. One op is the whole run.
+func BenchmarkPairedParallel(b *testing.B) {
+	for _, base := range []string{vBare, vJWX, vPass} {
+		b.Run("tcp/"+vWarm+"-vs-"+base, func(b *testing.B) {
+			warm, other := newRPC(b, tTCP, vWarm), newRPC(b, tTCP, base)
+			windows, wlen := sized(pairedWindows, 2), sized(windowLen, 5*time.Millisecond)
+			var rate [2][]float64
+			var cpu [2][]float64
+			goroutines := 4 * runtime.GOMAXPROCS(0)
+			for w := range 2 * windows {
+				side := w % 2
+				if (w/2)%2 == 1 {
+					side = 1 - side // alternate which side goes first
+				}
+				r := warm
+				if side == 1 {
+					r = other
+				}
+				calls, spent, err := burst(r, goroutines, wlen)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rate[side] = append(rate[side], float64(calls)/wlen.Seconds())
+				cpu[side] = append(cpu[side], float64(spent)/float64(max(calls, 1)))
+			}
+			b.ReportMetric(medianF(rate[0])/medianF(rate[1]), "ratio")
+			b.ReportMetric(medianF(cpu[1])/medianF(cpu[0]), "cpu-ratio")
+			b.ReportMetric(medianF(rate[0]), "calls/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// burst makes unary calls from n goroutines for d and returns the calls
+// completed and the process CPU time used.
+func burst(r *rpc, n int, d time.Duration) (int64, time.Duration, error) {
+	var calls atomic.Int64
+	var failed atomic.Value
+	deadline := time.Now().Add(d)
+	cpu0 := processCPU()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			ctx := context.Background()
+			for time.Now().Before(deadline) {
+				if err := r.unary(ctx); err != nil {
+					failed.Store(err)
+					return
+				}
+				calls.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		return 0, 0, err
+	}
+	return calls.Load(), processCPU() - cpu0, nil
+}
+
+func medianF(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

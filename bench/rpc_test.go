@@ -65,6 +65,7 @@ func BenchmarkParallel(b *testing.B) {
 			b.SetParallelism(4)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -74,6 +75,7 @@ func BenchmarkParallel(b *testing.B) {
 					}
 				}
 			})
+			cpu.report(b, b.N)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 		})
 	}
