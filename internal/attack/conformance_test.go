@@ -278,41 +278,6 @@ func keySetFor(keys []json.RawMessage, alg token.Algorithm) []byte {
 	return []byte(`{"keys":[` + strings.Join(ok, ",") + `]}`)
 }
 
-// TestConformanceCore runs every vector through the verification core, with
-// the vector's own keys when the key-set loader accepts them under one of the
-// pinned algorithms: none is a callsign token, so each must be refused with a
-// token error, whatever Wycheproof's label, and none may panic.
-func TestConformanceCore(t *testing.T) {
-	vs := loadVectors(t)
-	counts := map[string]int{}
-	for _, v := range vs {
-		for _, alg := range []token.Algorithm{token.EdDSA, token.ES256} {
-			for _, typ := range []token.Type{token.TypeService, token.TypeUser} {
-				if _, err := token.Parse(v.text, alg, typ); token.ReasonOf(err) == 0 {
-					t.Errorf("%s: Parse(%s, %v) = %v, want a token error", v.id, alg, typ, err)
-				}
-			}
-			jwks := keySetFor(v.keys, alg)
-			if jwks == nil {
-				continue
-			}
-			ks, err := token.ParseJWKS(jwks, alg)
-			if err != nil {
-				t.Fatalf("%s: the accepted keys fail together: %v", v.id, err)
-			}
-			counts[string(alg)]++
-			_, err = token.Verify(v.text, alg, ks, token.Expect{Issuer: issuer, Audience: audience, Type: token.TypeService, Now: t0})
-			if token.ReasonOf(err) == 0 {
-				t.Errorf("%s (%s): Verify = %v, want a token error", v.id, v.label, err)
-			}
-		}
-	}
-	t.Logf("%d vectors; verified against their own keys: %v", len(vs), counts)
-	if counts[string(token.ES256)] == 0 {
-		t.Error("no vector had a P-256 key the loader accepts: the key extraction is broken")
-	}
-}
-
 // TestConformanceKeySets feeds every JWK of the vectors to the key-set
 // loader, alone and as a set, with and without its private members: private
 // members are always refused, and an accepted key matches the pinned
