@@ -458,3 +458,35 @@ func TestPortInUse(t *testing.T) {
 		t.Errorf("output does not explain the conflict:\n%s", out)
 	}
 }
+
+// TestSIGTERMWithOpenStream: an open stream (a health watch) first learns
+// NOT_SERVING, and a stream that outlives --shutdown-timeout is cut off; the
+// process still exits 0.
+func TestSIGTERMWithOpenStream(t *testing.T) {
+	p := startDev(t, filepath.Join(t.TempDir(), "data"), "--shutdown-timeout", "300ms")
+	ctx := rpcContext(t)
+	stream, err := healthpb.NewHealthClient(p.conn(t)).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := stream.Recv(); err != nil || msg.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first health status = %v, %v", msg.GetStatus(), err)
+	}
+	start := time.Now()
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, p.stderr.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v with --shutdown-timeout 300ms", d)
+	}
+	msg, err := stream.Recv()
+	if err != nil || msg.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("status during shutdown = %v, %v; want NOT_SERVING", msg.GetStatus(), err)
+	}
+	if _, err := stream.Recv(); err == nil {
+		t.Error("the stream is still open after the process exited")
+	}
+	if !strings.Contains(p.stderr.String(), "cutting off open calls") {
+		t.Errorf("no forced stop in the log:\n%s", p.stderr.String())
+	}
+}
