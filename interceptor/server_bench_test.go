@@ -28,6 +28,9 @@ import (
 //
 //	go test -run '^$' -bench 'Server|RPC|Ed25519' -benchmem ./interceptor/
 //
+// On a busy machine, the *Interleaved benchmarks are the ones to quote: they
+// alternate the variants batch by batch and report median ratios.
+//
 // BenchmarkRPC/* and BenchmarkRPCParallel/* compare one unary RPC over
 // bufconn, carrying the same metadata, through no interceptor (bare), a
 // pass-through interceptor, callsign with a warm cache, and a naive
@@ -366,4 +369,53 @@ func BenchmarkRPCParallelInterleaved(b *testing.B) {
 	b.ReportMetric(ratio(2, 3), "callsign/naive-throughput")
 	b.ReportMetric(ratio(1, 0), "passthrough/bare-throughput")
 	b.ReportMetric(srvMedian(slices.Clone(rounds[2])), "callsign-calls/s")
+}
+
+// BenchmarkServerColdInterleaved alternates batches of cold calls of the
+// server interceptor (a token not in the cache: parse, key, signature,
+// claims, revocation, rule, audit) with batches of raw ed25519.Verify of the
+// same tokens, and reports the median per-batch ratio.
+func BenchmarkServerColdInterleaved(b *testing.B) {
+	f := newSrvBench(b, WithCacheSize(0))
+	unary := f.server.UnaryServerInterceptor()
+	const n = 256
+	ctxs := make([]context.Context, n)
+	msgs, sigs := make([][]byte, n), make([][]byte, n)
+	for i := range n {
+		tok := f.keys.sign(b, srvSvcClaims(time.Now(), "orders", "test.read", "test.write"))
+		md := f.md()
+		md.Set(MDAuthorization, "Bearer "+tok)
+		ctxs[i] = srvIncoming(md) //nolint:fatcontext // one independent context per prepared call, not a chain
+		dot := strings.LastIndexByte(tok, '.')
+		msgs[i] = []byte(tok[:dot])
+		sigs[i] = make([]byte, ed25519.SignatureSize)
+		if _, err := base64.RawURLEncoding.Decode(sigs[i], []byte(tok[dot+1:])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pub := f.keys.signer.Key.Public.(ed25519.PublicKey)
+	info := &grpc.UnaryServerInfo{FullMethod: srvTestSvc + "Scoped"}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	const batch = 16
+	var ratios []float64
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		for k := range batch {
+			if _, err := unary(ctxs[(i+k)%n], nil, info, handler); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cold := time.Since(start)
+		start = time.Now()
+		for k := range batch {
+			if !ed25519.Verify(pub, msgs[(i+k)%n], sigs[(i+k)%n]) {
+				b.Fatal("bad signature")
+			}
+		}
+		raw := time.Since(start)
+		ratios = append(ratios, float64(cold)/float64(raw))
+		i += batch
+	}
+	b.ReportMetric(srvMedian(ratios), "cold/raw-ed25519")
 }
