@@ -284,7 +284,7 @@ func parseConfig(data []byte, readFile func(string) (string, error)) (*Config, e
 			ac.PublicKeys = append(ac.PublicKeys, k)
 		}
 		for _, yg := range ya.Grants {
-			ac.Grants = append(ac.Grants, GrantConfig{Audience: yg.Audience, Scopes: yg.Scopes})
+			ac.Grants = append(ac.Grants, GrantConfig(yg))
 		}
 		if ya.UserAssertion != nil {
 			ac.UserAssertion = &UserAssertionConfig{Allowed: ya.UserAssertion.Allowed, Tenants: ya.UserAssertion.Tenants}
@@ -300,8 +300,7 @@ func parseConfig(data []byte, readFile func(string) (string, error)) (*Config, e
 // yamlErrorText keeps the position information of a YAML error but not the
 // offending text.
 func yamlErrorText(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
+	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
 		return fmt.Sprintf("%d type or field errors", len(te.Errors))
 	}
 	msg := err.Error()

@@ -66,7 +66,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	fmt.Println(resp.GetTokenType(), resp.GetScopes(), strings.Count(resp.GetToken(), "."))
-	fmt.Println(resp.GetExpireTime().AsTime().Sub(time.Now()).Round(time.Minute))
+	fmt.Println(time.Until(resp.GetExpireTime().AsTime()).Round(time.Minute))
 
 	v, err := svc.AuthServer().Verify(ctx, &callsignv1.VerifyRequest{Token: resp.GetToken(), Audience: "billing"})
 	if err != nil {

@@ -176,7 +176,7 @@ func adminCall[R any, P interface {
 }](call func(context.Context, callsignv1.AdminServiceServer, P) error) func(context.Context, callsignv1.AdminServiceServer, []byte) (bool, error) {
 	return func(ctx context.Context, s callsignv1.AdminServiceServer, data []byte) (bool, error) {
 		req := P(new(R))
-		if proto.Unmarshal(data, req) != nil {
+		if decoded := proto.Unmarshal(data, req) == nil; !decoded {
 			return false, nil
 		}
 		return true, call(ctx, s, req)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -155,16 +154,6 @@ func newTestKeys(t testing.TB) map[string]accountKey {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvWith(t, NewMemoryStore(), newFakeClock(), newTestKeys(t), nil)
-}
-
-// newSQLiteEnv starts a Service on a SQLite file in a temporary directory.
-func newSQLiteEnv(t testing.TB) *env {
-	t.Helper()
-	st, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "callsign.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newEnvWith(t, st, newFakeClock(), newTestKeys(t), nil)
 }
 
 func newEnvWith(t testing.TB, st Store, clock *fakeClock, keys map[string]accountKey, edit func(*Config)) *env {

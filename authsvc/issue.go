@@ -200,7 +200,7 @@ func (s *Service) authenticate(ctx context.Context, req *callsignv1.IssueTokenRe
 func (s *Service) authenticateAssertion(ctx context.Context, raw string, now time.Time) (*Account, refusal, error) {
 	p, err := token.ParseAssertion(raw)
 	if err != nil {
-		return nil, "assertion malformed", nil
+		return nil, "assertion malformed", nil //nolint:nilerr // a refused credential is an answer, not a failure of the call
 	}
 	ac, err := p.AssertionClaims(s.cfg.Issuer, now, s.cfg.Skew, MaxAssertionAhead)
 	if err != nil {
@@ -228,7 +228,7 @@ func (s *Service) authenticateAssertion(ctx context.Context, raw string, now tim
 	case !found:
 		return nil, "unknown or expired key", nil
 	case sigErr != nil:
-		return nil, "bad assertion signature", nil
+		return nil, "bad assertion signature", nil //nolint:nilerr // a refused credential is an answer, not a failure of the call
 	case acct.Disabled:
 		return nil, "account disabled", nil
 	}
@@ -273,8 +273,7 @@ func (s *Service) authenticateSecret(ctx context.Context, account, secret string
 
 // reasonOf names the reason of a token error for logs.
 func reasonOf(err error) string {
-	var te *token.Error
-	if errors.As(err, &te) {
+	if te, ok := errors.AsType[*token.Error](err); ok {
 		return ReasonString(te.Reason)
 	}
 	return "invalid"

@@ -252,11 +252,10 @@ func (l *lifecycle) step(keys []SigningKey, now time.Time, rotate bool) ([]Signi
 		next = len(out) - 1
 	}
 	published := !now.Before(out[next].CreatedAt.Add(l.publishLead))
-	promote := false
-	switch {
-	case active < 0:
+	var promote bool
+	if active < 0 {
 		promote = fresh || published || rotate
-	default:
+	} else {
 		promote = rotate || (published && !now.Before(out[active].RetireAt))
 	}
 	if promote && rotate && len(out) >= token.MaxKeys {

@@ -44,7 +44,7 @@ func TestKeyLifecycle(t *testing.T) {
 	firstSigned := map[string]time.Time{}
 	lastSeen := map[string]time.Time{}
 	bootstrap := ""
-	for step := 0; step < 7*60; step++ {
+	for step := range 7 * 60 {
 		if step > 0 {
 			e.clock.Advance(time.Minute)
 			// A token signed at the very instant of the rotation, before the

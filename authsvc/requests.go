@@ -90,11 +90,6 @@ func validGetKeysRequest(r *callsignv1.GetKeysRequest) bool {
 	return r != nil && validSize(r)
 }
 
-// validTimestamp: a set, valid timestamp.
-func validTimestamp(t *timestamppb.Timestamp) bool {
-	return t != nil && t.CheckValid() == nil
-}
-
 // validOptionalTimestamp: unset, or valid.
 func validOptionalTimestamp(t *timestamppb.Timestamp) bool {
 	return t == nil || t.CheckValid() == nil

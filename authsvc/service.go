@@ -112,7 +112,8 @@ func New(ctx context.Context, store Store, kek []byte, cfg Config, opts ...Optio
 	if _, err := io.ReadFull(rand.Reader, seed[:]); err != nil {
 		return nil, fmt.Errorf("authsvc: %w", err)
 	}
-	s.dummyKey = ed25519.NewKeyFromSeed(seed[:]).Public().(ed25519.PublicKey)
+	dummy := ed25519.NewKeyFromSeed(seed[:])
+	s.dummyKey = ed25519.PublicKey(append([]byte(nil), dummy[ed25519.SeedSize:]...))
 	if _, err := io.ReadFull(rand.Reader, s.dummyHash[:]); err != nil {
 		return nil, fmt.Errorf("authsvc: %w", err)
 	}

@@ -190,6 +190,7 @@ func (st *sqliteStore) writeUses(batch []*useRequest) {
 		return
 	}
 	stmt := tx.StmtContext(ctx, st.useAssertion)
+	defer stmt.Close()
 	for _, r := range batch {
 		res, err := stmt.ExecContext(ctx, r.account, r.jti, r.keepUntil)
 		if err != nil {
@@ -348,7 +349,7 @@ func encodeAccount(a *Account) ([]byte, error) {
 		d.Secrets = append(d.Secrets, secDoc{ID: c.ID, Hash: c.Hash, CreatedAt: nanos(c.CreatedAt), ExpiresAt: nanos(c.ExpiresAt)})
 	}
 	for _, g := range a.Grants {
-		d.Grants = append(d.Grants, grantDoc{Audience: g.Audience, Scopes: g.Scopes})
+		d.Grants = append(d.Grants, grantDoc(g))
 	}
 	d.UserAssertion.Allowed = a.UserAssertion.Allowed
 	d.UserAssertion.Tenants = a.UserAssertion.Tenants

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -71,8 +72,7 @@ func validSPIFFEID(s string) bool {
 		return false
 	}
 	for i := range len(td) {
-		c := td[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !lowerIDChar(td[i]) {
 			return false
 		}
 	}
@@ -84,8 +84,7 @@ func validSPIFFEID(s string) bool {
 			return false
 		}
 		for i := range len(seg) {
-			c := seg[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			if !idChar(seg[i]) {
 				return false
 			}
 		}
@@ -120,10 +119,8 @@ func validScopes(ss []string) bool {
 		if !validScope(s) {
 			return false
 		}
-		for _, t := range ss[:i] {
-			if t == s {
-				return false
-			}
+		if slices.Contains(ss[:i], s) {
+			return false
 		}
 	}
 	return true
@@ -138,10 +135,8 @@ func validRoles(rs []string) bool {
 		if len(r) > MaxRoleLength || !validScope(r) {
 			return false
 		}
-		for _, t := range rs[:i] {
-			if t == r {
-				return false
-			}
+		if slices.Contains(rs[:i], r) {
+			return false
 		}
 	}
 	return true
@@ -198,12 +193,21 @@ func validKeyID(s string) bool {
 		return false
 	}
 	for i := range len(s) {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !idChar(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// lowerIDChar: [a-z0-9._-].
+func lowerIDChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// idChar: [A-Za-z0-9._-].
+func idChar(c byte) bool {
+	return lowerIDChar(c) || c >= 'A' && c <= 'Z'
 }
 
 // validTokenID: 1 to 128 characters of [A-Za-z0-9_-] (a jti or a secret id).
@@ -212,8 +216,7 @@ func validTokenID(s string) bool {
 		return false
 	}
 	for i := range len(s) {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		if c := s[i]; c == '.' || !idChar(c) {
 			return false
 		}
 	}

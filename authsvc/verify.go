@@ -66,10 +66,7 @@ func (s *Service) verify(ctx context.Context, req *callsignv1.VerifyRequest) (*c
 	if acct == nil || acct.Disabled {
 		return inactive(callsignv1.Reason_REASON_ACCOUNT_DISABLED), nil
 	}
-	cacheFor := min(c.Expiry.Sub(now), s.cfg.RefreshHint)
-	if cacheFor < 0 {
-		cacheFor = 0
-	}
+	cacheFor := max(min(c.Expiry.Sub(now), s.cfg.RefreshHint), 0)
 	return &callsignv1.VerifyResponse{
 		Active:   true,
 		Claims:   claimsProto(&c),
