@@ -45,10 +45,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger := newLogger(stderr, o.logFormat, o.logLevel)
 	if err := serve(ctx, o, logger); err != nil {
-		logger.Error("callsignd stopped", "error", err.Error())
 		if errors.Is(err, errUsage) {
+			// A configuration problem found before anything started: said
+			// the way flag errors are.
+			fmt.Fprintf(stderr, "callsignd: %v\n", err)
 			return exitUsage
 		}
+		logger.Error("callsignd stopped", "error", err.Error())
 		return exitError
 	}
 	return exitOK
