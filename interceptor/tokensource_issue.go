@@ -71,6 +71,10 @@ func checkIssued(resp *callsignv1.IssueTokenResponse, want callsignv1.TokenType,
 	if r < 0 || r >= 1 {
 		r = 0.5
 	}
+	// Wall-clock instants (Round(0) drops the monotonic reading): expiry is a
+	// wall-clock matter, and the monotonic clock stands still while a machine
+	// sleeps, which would keep an expired token in use after a resume.
+	now = now.Round(0)
 	return &cachedToken{
 		token:     resp.GetToken(),
 		bearer:    "Bearer " + resp.GetToken(),

@@ -718,3 +718,19 @@ func TestTokenSourceMetrics(t *testing.T) {
 		t.Fatal("registering the metrics twice was accepted")
 	}
 }
+
+func TestCheckIssuedUsesWallClock(t *testing.T) {
+	now := time.Now() // carries a monotonic reading
+	tok, ok := checkIssued(&callsignv1.IssueTokenResponse{
+		Token: cliToken("billing", 1), TokenType: callsignv1.TokenType_TOKEN_TYPE_SERVICE,
+		ExpireTime: timestamppb.New(now.Add(5 * time.Minute)),
+	}, callsignv1.TokenType_TOKEN_TYPE_SERVICE, now, 0.5)
+	if !ok {
+		t.Fatal("rejected")
+	}
+	for _, at := range []time.Time{tok.useUntil, tok.refreshAt, tok.obtained} {
+		if at != at.Round(0) {
+			t.Fatalf("%v carries a monotonic reading: a sleeping machine would serve an expired token", at)
+		}
+	}
+}
