@@ -100,7 +100,14 @@ func (r *runner) cliQuiet(ctx context.Context, args ...string) (string, error) {
 }
 
 func (r *runner) runCLI(ctx context.Context, wantExit int, show bool, args ...string) (string, error) {
-	fmt.Fprintf(r.out, "  operator$ callsign %s\n", strings.Join(args, " "))
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = a
+		if len(a) > 60 { // a token: show its start
+			shown[i] = a[:24] + "..."
+		}
+	}
+	fmt.Fprintf(r.out, "  operator$ callsign %s\n", strings.Join(shown, " "))
 	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "callsign"), args...) //nolint:gosec // the CLI the demo built, with the demo's own arguments
 	cmd.Env = append(os.Environ(),
 		"CALLSIGN_ADDR="+r.callsignGRPC,

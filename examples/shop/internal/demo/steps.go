@@ -193,6 +193,14 @@ func (r *runner) stepRevoked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(r.out, "  anyone holding it can read its claims; decoding proves nothing about them:")
+	out, err := r.cli(ctx, 0, "token", "decode", is.Token)
+	if err != nil {
+		return err
+	}
+	if err := checkf(strings.Contains(out, "UNVERIFIED") && strings.Contains(out, is.TokenID), "callsign token decode printed %q", out); err != nil {
+		return err
+	}
 	stolen := filepath.Join(r.work, "stolen.jwt")
 	if err := os.WriteFile(stolen, []byte(is.Token), 0o600); err != nil {
 		return err
@@ -233,7 +241,7 @@ func (r *runner) stepRevoked(ctx context.Context) error {
 		}
 	}
 	fmt.Fprintln(r.out, "  callsignd's Verify agrees:")
-	out, err := r.cli(ctx, 1, "token", "verify", "--audience", "pricing", is.Token)
+	out, err = r.cli(ctx, 1, "token", "verify", "--audience", "pricing", is.Token)
 	if err != nil {
 		return err
 	}
