@@ -41,9 +41,9 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // token, a secret, an assertion or an unverified account id.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithRand sets the source of randomness for key ids, nonces and client
-// secrets (default crypto/rand). Key pairs themselves always come from
-// crypto/rand.
+// WithRand sets the source of randomness for signing keys, key ids, nonces,
+// client secrets and their ids (default crypto/rand). It must be a
+// cryptographically secure source.
 func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
 
 // Service is callsignd's AuthService and AdminService over one [Store]. It is
@@ -229,18 +229,18 @@ func (s *Service) reloadKeysLocked(ctx context.Context, now time.Time) (*keyView
 }
 
 // GetKeys returns the published keys and revocation state, as the GetKeys RPC
-// does. Its signature matches the generated client, so a server can feed its
+// does: everything in the store, which the lifecycle step ([Service.Tick],
+// run by [Service.Run]) keeps current. Its signature matches the generated client, so a server can feed its
 // own interceptor's key source in-process.
 func (s *Service) GetKeys(ctx context.Context, req *callsignv1.GetKeysRequest, _ ...grpc.CallOption) (*callsignv1.GetKeysResponse, error) {
 	if req == nil {
 		return nil, errRequestInvalid
 	}
-	now := s.now()
 	st, err := s.store.State(ctx)
 	if err != nil {
 		return nil, s.storeError(ctx, err)
 	}
-	jwks, err := s.publishedJWKS(st.Keys, now)
+	jwks, err := s.publishedJWKS(st.Keys)
 	if err != nil {
 		return nil, s.internal(ctx, err)
 	}
@@ -250,12 +250,10 @@ func (s *Service) GetKeys(ctx context.Context, req *callsignv1.GetKeysRequest, _
 		RefreshInterval: durationpb.New(s.cfg.RefreshHint),
 	}
 	for _, r := range st.RevokedTokens {
-		if r.DropAt.After(now) {
-			resp.RevokedTokens = append(resp.RevokedTokens, &callsignv1.RevokedToken{
-				TokenId:    r.ID,
-				ExpireTime: timestamppb.New(r.ExpiresAt),
-			})
-		}
+		resp.RevokedTokens = append(resp.RevokedTokens, &callsignv1.RevokedToken{
+			TokenId:    r.ID,
+			ExpireTime: timestamppb.New(r.ExpiresAt),
+		})
 	}
 	for _, d := range st.DisabledAccounts {
 		resp.DisabledAccounts = append(resp.DisabledAccounts, &callsignv1.DisabledAccount{
@@ -264,27 +262,23 @@ func (s *Service) GetKeys(ctx context.Context, req *callsignv1.GetKeysRequest, _
 		})
 	}
 	for _, r := range st.RevokedAccounts {
-		if r.DropAt.After(now) {
-			resp.RevokedAccounts = append(resp.RevokedAccounts, &callsignv1.RevokedAccount{
-				AccountId:    r.Account,
-				IssuedBefore: timestamppb.New(r.IssuedBefore),
-				ExpireTime:   timestamppb.New(r.DropAt),
-			})
-		}
+		resp.RevokedAccounts = append(resp.RevokedAccounts, &callsignv1.RevokedAccount{
+			AccountId:    r.Account,
+			IssuedBefore: timestamppb.New(r.IssuedBefore),
+			ExpireTime:   timestamppb.New(r.DropAt),
+		})
 	}
 	return resp, nil
 }
 
-// publishedJWKS encodes the keys in states next, active and retired that are
-// not yet due for removal.
-func (s *Service) publishedJWKS(keys []SigningKey, now time.Time) ([]byte, error) {
+// publishedJWKS encodes the stored keys (states next, active and retired).
+// Keys and revocation records leave the published state when the lifecycle
+// step removes them from the store, so that what GetKeys returns changes only
+// with its version.
+func (s *Service) publishedJWKS(keys []SigningKey) ([]byte, error) {
 	pub := make([]token.Key, 0, len(keys))
 	for i := range keys {
-		k := &keys[i]
-		if k.State == KeyRetired && !k.RemoveAt.After(now) {
-			continue
-		}
-		pk, err := publicKey(k)
+		pk, err := publicKey(&keys[i])
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +304,7 @@ func (s *Service) JWKSHandler() http.Handler {
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		jwks, err := s.publishedJWKS(st.Keys, s.now())
+		jwks, err := s.publishedJWKS(st.Keys)
 		if err != nil {
 			s.log.LogAttrs(r.Context(), slog.LevelError, "authsvc: jwks: encode", slog.String("error", err.Error()))
 			http.Error(w, "internal error", http.StatusInternalServerError)
