@@ -293,6 +293,8 @@ func (c *client) explain(err error) error {
 		return fmt.Errorf("callsignd refused the admin token (%s): check --account, --key and --issuer", describe(err))
 	case codes.PermissionDenied:
 		return fmt.Errorf("permission denied (%s): the admin account needs scope callsign.admin for audience callsign", describe(err))
+	case codes.FailedPrecondition:
+		return fmt.Errorf("callsignd refused (%s): a limit is reached; for keys or secrets of an account, remove old ones first (callsign accounts show ACCOUNT); for signing keys, wait until retired keys are removed (callsign signing-keys list shows when)", st.Message())
 	}
 	return fmt.Errorf("callsignd: %s", describe(err))
 }
