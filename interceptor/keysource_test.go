@@ -1,8 +1,10 @@
 package interceptor
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
@@ -480,4 +482,39 @@ func TestServerES256(t *testing.T) {
 	if _, err := NewServer(src, WithIssuer("i"), WithAudience("a")); err == nil {
 		t.Fatal("an EdDSA server accepted an ES256 key source")
 	}
+}
+
+// FuzzKeySnapshot feeds arbitrary GetKeys JWKS documents to the key-set
+// loader: it never panics, and a set it accepts holds only keys of the pinned
+// algorithm that verify nothing signed by another key.
+func FuzzKeySnapshot(f *testing.F) {
+	keys := srvFixedKeys(f)
+	svc, _ := srvFixedTokens(f, keys)
+	f.Add(keys.jwks)
+	f.Add([]byte(srvDuplicateKID(keys.jwks)))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"k1","alg":"EdDSA","use":"sig"}]}`))
+	f.Fuzz(func(t *testing.T, jwks []byte) {
+		snap, err := NewKeySnapshot(jwks, EdDSA, Revocation{})
+		if err != nil {
+			return
+		}
+		if snap.Algorithm() != EdDSA || snap.Len() < 0 {
+			t.Fatalf("accepted set: alg %s, %d keys", snap.Algorithm(), snap.Len())
+		}
+		p, err := token.Parse(svc, token.EdDSA, token.TypeService)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, ok := snap.lookup(p.KID); ok {
+			if k.Algorithm != token.EdDSA {
+				t.Fatalf("key of algorithm %s", k.Algorithm)
+			}
+			pub, _ := k.Public.(ed25519.PublicKey)
+			same := bytes.Equal(pub, keys.signer.Key.Public.(ed25519.PublicKey))
+			if err := p.VerifySignature(k); (err == nil) != same {
+				t.Fatalf("signature check %v with same key %v", err, same)
+			}
+		}
+	})
 }
