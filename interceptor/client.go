@@ -30,7 +30,7 @@ type ClientOption func(*clientConfig)
 
 type clientConfig struct {
 	audience    string
-	descriptors DescriptorResolver
+	descriptors []DescriptorResolver
 	newIDs      func() (string, string)
 }
 
@@ -41,12 +41,18 @@ func WithTargetAudience(audience string) ClientOption {
 	return func(c *clientConfig) { c.audience = audience }
 }
 
-// WithClientDescriptors sets where the calling side looks up the services it
-// calls (their callsign.v1.service audience and which methods are public);
-// default [protoregistry.GlobalFiles]. Use it for descriptors loaded at run
-// time: options they carry as unknown fields are understood.
+// WithClientDescriptors adds a source of service descriptors, such as a
+// [protoregistry.Files] built at run time, where the calling side looks up the
+// services it calls (their callsign.v1.service audience and which methods are
+// public). Sources are consulted in the order given, then
+// [protoregistry.GlobalFiles]. Options carried as unknown fields are
+// understood. A nil d is ignored.
 func WithClientDescriptors(d DescriptorResolver) ClientOption {
-	return func(c *clientConfig) { c.descriptors = d }
+	return func(c *clientConfig) {
+		if d != nil {
+			c.descriptors = append(c.descriptors, d)
+		}
+	}
 }
 
 // UnaryClientInterceptor attaches callsign credentials and context to every
@@ -216,9 +222,7 @@ func newClientAttacher(ts TokenSource, opts []ClientOption) *clientAttacher {
 	for _, o := range opts {
 		o(&c.cfg)
 	}
-	if c.cfg.descriptors == nil {
-		c.cfg.descriptors = protoregistry.GlobalFiles
-	}
+	c.cfg.descriptors = append(c.cfg.descriptors, protoregistry.GlobalFiles)
 	if c.cfg.newIDs == nil {
 		c.cfg.newIDs = newRandomIDs
 	}
@@ -253,7 +257,7 @@ var errNoAudience = status.Error(codes.Internal, "callsign: no audience for this
 // resolveTarget reads the audience and publicness of fullMethod
 // ("/pkg.Service/Method") from the descriptors. fixed, when set, is the
 // audience.
-func resolveTarget(d DescriptorResolver, fixed, fullMethod string) (t *clientTarget) {
+func resolveTarget(ds []DescriptorResolver, fixed, fullMethod string) (t *clientTarget) {
 	t = &clientTarget{audience: fixed}
 	defer func() {
 		// A broken descriptor must not take the process down: fail closed.
@@ -268,12 +272,16 @@ func resolveTarget(d DescriptorResolver, fixed, fullMethod string) (t *clientTar
 	if !ok {
 		return t
 	}
-	desc, err := d.FindDescriptorByName(protoreflect.FullName(svcName))
-	if err != nil {
-		return t
+	var sd protoreflect.ServiceDescriptor
+	for _, d := range ds {
+		if desc, err := d.FindDescriptorByName(protoreflect.FullName(svcName)); err == nil {
+			if s, ok := desc.(protoreflect.ServiceDescriptor); ok {
+				sd = s
+				break
+			}
+		}
 	}
-	sd, ok := desc.(protoreflect.ServiceDescriptor)
-	if !ok {
+	if sd == nil {
 		return t
 	}
 	if fixed == "" {

@@ -483,8 +483,8 @@ func TestClientInterceptorReadsRuntimeDescriptors(t *testing.T) {
 	if tg := c.target("/dyn.v1.Bare/Get"); tg.err == nil || status.Code(tg.err) != codes.Internal {
 		t.Fatalf("a service without audience resolved: %+v", tg)
 	}
-	if tg := c.target("/callsign.test.v1.TestService/Scoped"); tg.err == nil {
-		t.Fatalf("a service missing from the given descriptors resolved: %+v", tg)
+	if tg := c.target("/callsign.test.v1.TestService/Scoped"); tg.err != nil || tg.audience != "test" {
+		t.Fatalf("the global registry was not consulted after the given descriptors: %+v", tg)
 	}
 }
 

@@ -172,3 +172,16 @@ func TestPerRPCCredentialsFailClosed(t *testing.T) {
 		t.Fatalf("no audience: %v", err)
 	}
 }
+
+func TestPerRPCCredentialsRuntimeDescriptors(t *testing.T) {
+	ts := StaticTokenSource(map[string]string{"dyn": "d.d.d"})
+	creds := PerRPCCredentials(ts, "", WithPerRPCClientOptions(WithClientDescriptors(cliDynamicFiles(t))))
+	info := cliAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
+	for method, want := range map[string]string{"/dyn.v1.Dyn/Get": "Bearer d.d.d", "/dyn.v1.Dyn/Open": ""} {
+		ctx := credentials.NewContextWithRequestInfo(context.Background(), credentials.RequestInfo{Method: method, AuthInfo: info})
+		md, err := creds.GetRequestMetadata(ctx)
+		if err != nil || md[MDAuthorization] != want {
+			t.Fatalf("%s: %v, %v; want authorization %q", method, md, err, want)
+		}
+	}
+}
