@@ -34,7 +34,7 @@
 // IssueToken checks the credential first. An assertion must be a compact JWS
 // signed with EdDSA by one of the account's unexpired keys (found by kid),
 // with iss = sub = the account, aud = the issuer id, exp at most
-// [MaxAssertionAhead] ahead and a jti used once: the jti is recorded in the
+// [MaxAssertionAhead] (plus skew) ahead and a jti used once: the jti is recorded in the
 // store until the assertion's exp plus skew, atomically, so that of concurrent
 // replays exactly one passes. A correctly signed assertion is spent even when
 // the request is then refused for lack of a grant. Unknown accounts, wrong

@@ -19,7 +19,8 @@ import (
 	"github.com/callsign-dev/callsign/internal/token"
 )
 
-// MaxAssertionAhead is how far in the future a client assertion's exp may be.
+// MaxAssertionAhead is how far in the future a client assertion's exp may be,
+// by the client's clock: callsignd allows the clock skew on top.
 const MaxAssertionAhead = 60 * time.Second
 
 // secretPrefix starts every client secret.
@@ -202,7 +203,7 @@ func (s *Service) authenticateAssertion(ctx context.Context, raw string, now tim
 	if err != nil {
 		return nil, "assertion malformed", nil //nolint:nilerr // a refused credential is an answer, not a failure of the call
 	}
-	ac, err := p.AssertionClaims(s.cfg.Issuer, now, s.cfg.Skew, MaxAssertionAhead)
+	ac, err := p.AssertionClaims(s.cfg.Issuer, now, s.cfg.Skew, MaxAssertionAhead+s.cfg.Skew)
 	if err != nil {
 		return nil, refusal("assertion claims: " + reasonOf(err)), nil
 	}

@@ -432,3 +432,28 @@ func TestIssueTokenNoOracle(t *testing.T) {
 		t.Errorf("answers differ:\n%v\n%v", errUnknown, errWrong)
 	}
 }
+
+// TestIssueTokenAssertionWindow: exp at most 60 s ahead, plus the skew for a
+// client whose clock runs ahead; beyond that refused.
+func TestIssueTokenAssertionWindow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.keys["orders"]
+	ok := e.assertionWith(k.priv, k.kid, "orders", "callsign", MaxAssertionAhead+e.cfg.Skew)
+	if _, err := e.auth.IssueToken(ctx, issueReq(ok, "billing")); err != nil {
+		t.Fatalf("assertion at the limit: %v", err)
+	}
+	far := e.assertionWith(k.priv, k.kid, "orders", "callsign", MaxAssertionAhead+e.cfg.Skew+time.Second)
+	_, err := e.auth.IssueToken(ctx, issueReq(far, "billing"))
+	wantStatus(t, err, codes.Unauthenticated, callsignv1.Reason_REASON_CREDENTIAL_INVALID)
+	// Used at the last second of its validity, and not after.
+	late := e.assertion("orders") // exp = now + 30 s
+	e.clock.Advance(30*time.Second + e.cfg.Skew - time.Second)
+	if _, err := e.auth.IssueToken(ctx, issueReq(late, "billing")); err != nil {
+		t.Fatalf("assertion within exp + skew: %v", err)
+	}
+	expired := e.assertion("orders")
+	e.clock.Advance(30*time.Second + e.cfg.Skew)
+	_, err = e.auth.IssueToken(ctx, issueReq(expired, "billing"))
+	wantStatus(t, err, codes.Unauthenticated, callsignv1.Reason_REASON_CREDENTIAL_INVALID)
+}
