@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -196,6 +197,16 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		"algorithm", cfg.Algorithm,
 		"data_dir", absPath(o.dataDir),
 		"startup", time.Since(started).Round(time.Millisecond).String())
+	if o.dev {
+		ids := make([]string, 0, len(devAccounts))
+		for _, a := range devAccounts {
+			ids = append(ids, a.id)
+		}
+		logger.Info("development accounts ready; their private keys are in credentials_dir",
+			"accounts", strings.Join(ids, ","),
+			"credentials_dir", absPath(credDir),
+			"try", "callsign accounts list --addr "+grpcLis.Addr().String()+" --key "+filepath.Join(absPath(credDir), adminAccountID+".jwk"))
+	}
 	var serveErr error
 	if o.readyFile != "" {
 		serveErr = writeReadyFile(o.readyFile, readyInfo{
