@@ -3,6 +3,10 @@ package authsvc
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -456,4 +460,62 @@ func TestIssueTokenAssertionWindow(t *testing.T) {
 	e.clock.Advance(30*time.Second + e.cfg.Skew)
 	_, err = e.auth.IssueToken(ctx, issueReq(expired, "billing"))
 	wantStatus(t, err, codes.Unauthenticated, callsignv1.Reason_REASON_CREDENTIAL_INVALID)
+}
+
+// TestIssueTokenHostileAssertions: assertions built by an attacker (algorithm
+// confusion, extra header members, duplicate claims, key ids that try to
+// escape, claims for another account, an unsigned token) are all refused with
+// the one credential answer.
+func TestIssueTokenHostileAssertions(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.keys["orders"]
+	now := e.clock.Now().Unix()
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	claims := func(sub string) string {
+		return fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":"callsign","exp":%d,"iat":%d,"jti":"hostile-jti-0000001"}`, sub, sub, now+30, now)
+	}
+	sign := func(header, payload string) string {
+		in := b64(header) + "." + b64(payload)
+		return in + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(k.priv, []byte(in)))
+	}
+	pubX := base64.RawURLEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey))
+	hmacSig := func(header, payload string) string {
+		in := b64(header) + "." + b64(payload)
+		m := hmac.New(sha256.New, []byte(pubX))
+		m.Write([]byte(in))
+		return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	cases := map[string]string{
+		"alg none":            b64(`{"alg":"none","kid":"orders-1"}`) + "." + b64(claims("orders")) + ".",
+		"alg none with sig":   b64(`{"alg":"none","kid":"orders-1"}`) + "." + b64(claims("orders")) + ".AAAA",
+		"HS256 with the pub":  hmacSig(`{"alg":"HS256","kid":"orders-1"}`, claims("orders")),
+		"extra header member": sign(`{"alg":"EdDSA","kid":"orders-1","jku":"https://evil"}`, claims("orders")),
+		"embedded jwk":        sign(`{"alg":"EdDSA","kid":"orders-1","jwk":{"kty":"OKP"}}`, claims("orders")),
+		"kid traversal":       sign(`{"alg":"EdDSA","kid":"../../orders-1"}`, claims("orders")),
+		"duplicate sub":       sign(`{"alg":"EdDSA","kid":"orders-1"}`, strings.Replace(claims("orders"), `"aud"`, `"sub":"edge","aud"`, 1)),
+		"iss differs":         sign(`{"alg":"EdDSA","kid":"orders-1"}`, strings.Replace(claims("orders"), `"iss":"orders"`, `"iss":"edge"`, 1)),
+		"exp as string":       sign(`{"alg":"EdDSA","kid":"orders-1"}`, strings.Replace(claims("orders"), fmt.Sprintf(`"exp":%d`, now+30), fmt.Sprintf(`"exp":"%d"`, now+30), 1)),
+		"typ svc+jwt":         sign(`{"alg":"EdDSA","kid":"orders-1","typ":"svc+jwt"}`, claims("orders")),
+		"no kid":              sign(`{"alg":"EdDSA"}`, claims("orders")),
+		"claims not object":   sign(`{"alg":"EdDSA","kid":"orders-1"}`, `["orders"]`),
+		"short jti":           sign(`{"alg":"EdDSA","kid":"orders-1"}`, strings.Replace(claims("orders"), "hostile-jti-0000001", "x", 1)),
+		"padded signature":    sign(`{"alg":"EdDSA","kid":"orders-1"}`, claims("orders")) + "==",
+	}
+	for name, a := range cases {
+		t.Run(name, func(t *testing.T) {
+			req := issueReq(a, "billing")
+			_, err := e.auth.IssueToken(ctx, req)
+			if status.Code(err) == codes.InvalidArgument {
+				wantStatus(t, err, codes.InvalidArgument, callsignv1.Reason_REASON_REQUEST_INVALID)
+				return
+			}
+			wantStatus(t, err, codes.Unauthenticated, callsignv1.Reason_REASON_CREDENTIAL_INVALID)
+		})
+	}
+	// The well-formed control case passes, so the cases above fail for their
+	// defect and not for the way they were built.
+	if _, err := e.auth.IssueToken(ctx, issueReq(sign(`{"alg":"EdDSA","kid":"orders-1","typ":"JWT"}`, claims("orders")), "billing")); err != nil {
+		t.Fatalf("control assertion: %v", err)
+	}
 }
