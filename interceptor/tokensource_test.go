@@ -734,3 +734,56 @@ func TestCheckIssuedUsesWallClock(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenSourceConcurrentChurn(t *testing.T) {
+	// Callers, invalidations, refreshes, failures and the clock all move at
+	// once; run under -race. Every answer is a well-formed token or the
+	// fail-closed error, and Close leaves nothing running.
+	ts, fa, clk := cliNewSource(t, 0.5, WithBackoff(time.Second, 4*time.Second), WithMinInvalidateAge(0))
+	ctx := cliCtx(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			aud := []string{"a", "b", "c"}[g%3]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tok, err := ts.Token(ctx, aud)
+				switch {
+				case err == nil && !wellFormedJWS(tok):
+					t.Errorf("malformed token %q", tok)
+				case err != nil && status.Code(err) != codes.Unavailable:
+					t.Errorf("error %v", err)
+				case err == nil && g%2 == 0:
+					ts.Invalidate(aud, tok)
+				}
+				runtime.Gosched()
+			}
+		})
+	}
+	for i := range 200 {
+		if i%50 == 10 {
+			fa.setFail(status.Error(codes.Unavailable, "down"))
+		}
+		if i%50 == 20 {
+			fa.setFail(nil)
+		}
+		clk.Advance(7 * time.Second)
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := ts.live.Load(); n != 0 {
+		t.Fatalf("%d goroutines left", n)
+	}
+	if fa.calls.Load() == 0 {
+		t.Fatal("no IssueToken calls at all")
+	}
+}
