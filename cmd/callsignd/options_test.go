@@ -65,7 +65,7 @@ func TestParseOptionsHelp(t *testing.T) {
 }
 
 func TestParseOptionsErrors(t *testing.T) {
-	prod := []string{"--data-dir", "/tmp/x", "--kek-file", "/tmp/kek"}
+	prod := []string{"--data-dir", "/var/lib/callsign", "--kek-file", "/etc/callsign/kek"}
 	tests := []struct {
 		name string
 		args []string
@@ -87,7 +87,7 @@ func TestParseOptionsErrors(t *testing.T) {
 		{"client CA without TLS", []string{"--dev", "--tls-client-ca", "ca.pem"}, nil, "mTLS is TLS with client certificates"},
 		{"kek twice", []string{"--dev", "--kek-file", "k"}, map[string]string{"CALLSIGN_KEK": "x"}, "one way only"},
 		{"production without data dir", []string{"--kek-file", "k"}, nil, "--data-dir is required"},
-		{"production without kek", []string{"--data-dir", "/tmp/x"}, nil, "pass --kek-file FILE or set CALLSIGN_KEK"},
+		{"production without kek", []string{"--data-dir", "/var/lib/callsign"}, nil, "pass --kek-file FILE or set CALLSIGN_KEK"},
 		{"production plaintext on the network", append(prod, "--grpc-addr", "0.0.0.0:7443"), nil, "pass --tls-cert and --tls-key, or --allow-plaintext"},
 		{"bad environment value", []string{"--dev"}, map[string]string{"CALLSIGN_TOKEN_LIFETIME": "soon"}, "environment variable CALLSIGN_TOKEN_LIFETIME"},
 	}
