@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -371,8 +372,8 @@ func catalogue() []attack {
 			c := svcClaims("orders").set("jti", `"`+revokedJTI+`"`)
 			var b strings.Builder
 			b.WriteString("{ ")
-			for i := len(c) - 1; i >= 0; i-- {
-				fmt.Fprintf(&b, "%q : %s", c[i][0], c[i][1])
+			for i, m := range slices.Backward(c) {
+				fmt.Fprintf(&b, "%q : %s", m[0], m[1])
 				if i > 0 {
 					b.WriteString(" ,\n")
 				}

@@ -1,6 +1,9 @@
 package attack
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -295,8 +298,8 @@ func TestConformanceKeySets(t *testing.T) {
 			return err
 		}
 		var doc any
-		if json.Unmarshal(data, &doc) != nil {
-			return nil
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		collectJWKs(doc, func(k map[string]any) {
 			b, _ := json.Marshal(k)
@@ -386,7 +389,15 @@ func collectJWKs(v any, found func(map[string]any)) {
 func TestConformanceOverServer(t *testing.T) {
 	vs := loadVectors(t)
 	ed := newEnv(t)
-	es := newEnv(t, interceptor.WithAlgorithm(interceptor.ES256))
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecJWKS, err := token.MarshalJWKS([]token.Key{{ID: "ec1", Algorithm: token.ES256, Public: ecKey.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := newEnvKeys(t, newKit(t), ecJWKS, interceptor.ES256, interceptor.WithAlgorithm(interceptor.ES256))
 	seen := map[string]bool{}
 	reasons := map[string]int{}
 	for _, v := range vs {

@@ -3,7 +3,6 @@ package attack
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -68,7 +67,7 @@ func FuzzGetKeysResponse(f *testing.F) {
 
 	tok := k.svcToken()
 	md := metadata.Pairs("authorization", "Bearer "+tok)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		next := &callsignv1.GetKeysResponse{}
 		if err := proto.Unmarshal(data, next); err != nil {

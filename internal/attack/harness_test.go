@@ -360,8 +360,16 @@ type env struct {
 
 func newEnv(t testing.TB, extra ...interceptor.ServerOption) *env {
 	t.Helper()
-	e := &env{kit: newKit(t), keys: &mutableKeys{}, svc: &service{}}
-	e.keys.set(t, e.kit.jwks, interceptor.EdDSA, baseRevocation())
+	k := newKit(t)
+	return newEnvKeys(t, k, k.jwks, interceptor.EdDSA, extra...)
+}
+
+// newEnvKeys starts an attack server whose key source first holds jwks under
+// alg (which extra must pin when it is not EdDSA).
+func newEnvKeys(t testing.TB, k *kit, jwks []byte, alg interceptor.Algorithm, extra ...interceptor.ServerOption) *env {
+	t.Helper()
+	e := &env{kit: k, keys: &mutableKeys{}, svc: &service{}}
+	e.keys.set(t, jwks, alg, baseRevocation())
 	e.rec = &recorder{}
 	logger := slog.New(slog.NewJSONHandler(e.rec, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.rec.next = interceptor.NewSlogAuditSink(logger, true)
@@ -517,10 +525,10 @@ func secretsOf(md metadata.MD, extra []string) []string {
 		for _, v := range vs {
 			addPiece(v)
 			tok := v
-			if i := strings.IndexByte(v, ' '); i >= 0 {
-				tok = v[i+1:]
+			if _, after, ok := strings.Cut(v, " "); ok {
+				tok = after
 			}
-			for _, piece := range strings.Split(tok, ".") {
+			for piece := range strings.SplitSeq(tok, ".") {
 				addPiece(piece)
 				if d, err := b64.DecodeString(piece); err == nil {
 					addPiece(string(d))

@@ -70,7 +70,7 @@ func rawCall(addr, path string, headers [][2]string) (*status.Status, error) {
 	}
 	msg, _ := proto.Marshal(&testv1.ScopedRequest{Payload: "ping"})
 	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg))) //nolint:gosec // a few bytes
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
 	copy(frame[5:], msg)
 	if err := fr.WriteData(1, true, frame); err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func trailerStatus(fields map[string]string) (*status.Status, error) {
 	if err != nil {
 		return nil, errors.New("no grpc-status")
 	}
-	p := &spb.Status{Code: int32(code), Message: fields["grpc-message"]} //nolint:gosec // a gRPC code
+	p := &spb.Status{Code: int32(code), Message: fields["grpc-message"]}
 	if d := fields["grpc-status-details-bin"]; d != "" {
 		raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(d, "="))
 		if err != nil {

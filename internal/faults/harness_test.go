@@ -7,13 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,10 +42,10 @@ const (
 )
 
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	binOnce  sync.Once
+	binPath  string
+	errBuild error
+	binDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -76,9 +74,10 @@ func callsigndBinary(tb testing.TB) string {
 	binOnce.Do(func() {
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			errBuild = err
+			return
 		}
-		if binDir, binErr = os.MkdirTemp("", "callsign-faults-"); binErr != nil {
+		if binDir, errBuild = os.MkdirTemp("", "callsign-faults-"); errBuild != nil {
 			return
 		}
 		binPath = filepath.Join(binDir, "callsignd")
@@ -86,11 +85,11 @@ func callsigndBinary(tb testing.TB) string {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, goBin, "build", "-o", binPath, "github.com/callsign-dev/callsign/cmd/callsignd").CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go build: %w\n%s", err, out)
+			errBuild = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
-	if binErr != nil {
-		tb.Fatal(binErr)
+	if errBuild != nil {
+		tb.Fatal(errBuild)
 	}
 	return binPath
 }
@@ -169,7 +168,7 @@ func (d *daemon) start(tb testing.TB) {
 		"--ready-file", ready, "--log-format", "json"}, d.args...)
 	d.out = &syncBuffer{}
 	d.done = make(chan struct{})
-	d.cmd = exec.Command(callsigndBinary(tb), args...) //nolint:gosec // the binary this test built
+	d.cmd = exec.Command(callsigndBinary(tb), args...)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CALLSIGN_") {
@@ -316,7 +315,7 @@ func (d *daemon) tokenSource(tb testing.TB, cc *grpc.ClientConn, opts ...interce
 	return ts
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // countingFetcher counts the GetKeys calls a key source makes.
 type countingFetcher struct {
@@ -464,16 +463,6 @@ func startVerifier(tb testing.TB, grpcAddr string, cfg verifierConfig) *verifier
 	go func() { _ = gs.Serve(lis) }()
 	tb.Cleanup(gs.Stop)
 	return v
-}
-
-// reasonCounts returns the denial reasons seen so far.
-func (v *verifier) reasonCounts() map[string]int64 {
-	out := map[string]int64{}
-	v.reasons.Range(func(k, n any) bool {
-		out[k.(string)] = n.(*atomic.Int64).Load()
-		return true
-	})
-	return out
 }
 
 // client returns a connection to the verifier; with ts set, its calls carry

@@ -282,7 +282,6 @@ func TestRotationUnderLoad(t *testing.T) {
 		vs = append(vs, startVerifier(t, d.info.GRPCAddr, verifierConfig{}))
 	}
 	cc := d.dial(t)
-	admin, _ := d.admin(t, cc)
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	first, err := d.issue(ctx, t, cc, callerAccount, verifierAudience, 0)
 	cancel()
@@ -308,7 +307,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		vc := v.client(t, ts)
 		for range 2 {
 			wg.Go(func() {
-				for n := 0; n < 100000; n++ {
+				for range 100000 {
 					select {
 					case <-stop:
 						return
@@ -331,7 +330,7 @@ func TestRotationUnderLoad(t *testing.T) {
 			c := v.client(t, nil)
 			clients[i] = func(tok string) error { return callWith(c, tok) }
 		}
-		for n := 0; n < 10000; n++ {
+		for range 10000 {
 			select {
 			case <-stop:
 				return
@@ -355,9 +354,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	})
 
 	seen := map[string]bool{}
-	actx, acancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer acancel()
-	admin, actx = d.admin(t, cc)
+	admin, actx := d.admin(t, cc)
 	for range rotations {
 		time.Sleep(1200 * time.Millisecond)
 		resp, err := admin.RotateSigningKeys(actx, &callsignv1.RotateSigningKeysRequest{})

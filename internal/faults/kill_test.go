@@ -51,7 +51,7 @@ func TestKillDuringIssuanceAndRotation(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 3 {
 			wg.Go(func() {
-				for n := 0; n < 100000; n++ {
+				for range 100000 {
 					select {
 					case <-stop:
 						return
@@ -69,7 +69,7 @@ func TestKillDuringIssuanceAndRotation(t *testing.T) {
 			})
 		}
 		wg.Go(func() {
-			for n := 0; n < 100000; n++ {
+			for range 100000 {
 				select {
 				case <-stop:
 					return
