@@ -79,12 +79,18 @@ soak: ## Long fault runs with real callsignd processes, then every fuzz target (
 	CALLSIGN_SOAK=1 go test -count=1 -timeout 10m -run '^TestCacheMemoryBounded$$' ./internal/faults/
 	$(MAKE) fuzz
 
+# Each package's instrumented test binary is built once and run for each of
+# its fuzz targets, from the package directory (for testdata/fuzz) and with the
+# go command's fuzz cache.
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
-	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	@set -e; bin=$$(mktemp -d); trap 'rm -rf "$$bin"' EXIT; cache=$$(go env GOCACHE)/fuzz; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		pkg=$$(go list $$dir); \
+		go test -c -fuzz=. -o "$$bin/fuzz.test" $$dir; \
 		for fz in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-			echo "== $$dir $$fz"; \
-			go test -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZTIME) $$dir; \
+			echo "== $$pkg $$fz ($(FUZZTIME))"; \
+			(cd $$dir && "$$bin/fuzz.test" -test.run='^$$' -test.fuzz="^$$fz$$" -test.fuzztime=$(FUZZTIME) -test.fuzzcachedir="$$cache/$$pkg"); \
 		done; \
 	done
 
