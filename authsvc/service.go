@@ -117,6 +117,17 @@ func New(ctx context.Context, store Store, kek []byte, cfg Config, opts ...Optio
 	if _, err := io.ReadFull(rand.Reader, s.dummyHash[:]); err != nil {
 		return nil, fmt.Errorf("authsvc: %w", err)
 	}
+	// Every stored private key must open with this key-encryption key before
+	// anything is written: a wrong key must not add keys sealed under it.
+	stored, err := store.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range stored {
+		if _, err := openPrivate(s.kek, stored[i].ID, stored[i].EncryptedPrivate); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.ApplyConfig(ctx, cfg); err != nil {
 		return nil, err
 	}

@@ -378,8 +378,17 @@ func TestSQLiteRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrong := make([]byte, KEKSize)
+	keysBefore, err := st2.SigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(48 * time.Hour) // a step now would rotate and write keys
 	if _, err := New(ctx, st2, wrong, e.cfg, WithClock(clock.Now)); err == nil {
 		t.Fatal("started with a wrong key-encryption key")
+	}
+	clock.Advance(-48 * time.Hour)
+	if keysAfter, _ := st2.SigningKeys(ctx); !equalKeys(keysBefore, keysAfter) {
+		t.Fatal("a start with a wrong key-encryption key changed the keys")
 	}
 	_ = st2.Close()
 
