@@ -107,7 +107,9 @@
 //     or creating an existing account or key id.
 //   - FailedPrecondition: AdminService would exceed an account's limit of keys
 //     ([MaxAccountKeys]), secrets ([MaxAccountSecrets]) or grants
-//     ([MaxGrants]).
+//     ([MaxGrants]), or RotateSigningKeys would publish more keys than a JWKS
+//     may hold (rotations in quick succession; retry once retired keys are
+//     removed).
 //   - Internal: an unexpected failure (logged).
 //
 // Verify answers OK with active = false and the reason (TOKEN_MALFORMED,
