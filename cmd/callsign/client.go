@@ -49,6 +49,7 @@ type connFlags struct {
 	certKey        string
 	allowPlaintext bool
 	timeout        time.Duration
+	keyFlag        bool // --key was given on the command line
 }
 
 func registerConnFlags(fs *flag.FlagSet) *connFlags {
@@ -70,6 +71,7 @@ func registerConnFlags(fs *flag.FlagSet) *connFlags {
 func (c *connFlags) applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.keyFlag = set["key"]
 	for name, env := range map[string]string{
 		"addr":    "CALLSIGN_ADDR",
 		"account": "CALLSIGN_ACCOUNT",

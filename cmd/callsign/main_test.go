@@ -323,6 +323,7 @@ func TestAccountsKeysGrantsAndTokens(t *testing.T) {
 	}
 	mustCS(t, map[string]string{"CALLSIGN_ACCOUNT": "shipping", "CALLSIGN_SECRET": secret, "CALLSIGN_KEY": ""}, "token", "issue", "--audience", "pricing")
 	wantFail(t, exitError, "refused the credential", cs(t, map[string]string{"CALLSIGN_ACCOUNT": "shipping", "CALLSIGN_SECRET": "cs_" + strings.Repeat("A", 43)}, "", "token", "issue", "--audience", "pricing"))
+	wantFail(t, exitUsage, "pass one credential", cs(t, map[string]string{"CALLSIGN_ACCOUNT": "shipping", "CALLSIGN_SECRET": secret}, "", "token", "issue", "--audience", "pricing", "--key", key))
 
 	// Removing the key ends private_key_jwt for it.
 	acct := mustCS(t, nil, "accounts", "show", "shipping", "--json")

@@ -76,6 +76,9 @@ Examples:
 						}
 						secret = strings.TrimSpace(string(b))
 					}
+					if secret != "" && c.flags.keyFlag {
+						return usagef("pass one credential: --key, or a client secret (--secret-file or CALLSIGN_SECRET), not both")
+					}
 					if secret != "" {
 						req.Credential = &callsignv1.IssueTokenRequest_ClientSecret{ClientSecret: &callsignv1.ClientSecret{AccountId: c.flags.account, Secret: secret}}
 					} else {

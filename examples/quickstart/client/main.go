@@ -49,6 +49,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer conn.Close()
 	tokens, err := interceptor.NewTokenSource(callsignv1.NewAuthServiceClient(conn),
 		interceptor.PrivateKeyJWT(*account, key, jk.KeyID(), "callsign"))
 	if err != nil {
