@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -118,6 +119,14 @@ func mustServer(keys KeySource, opts []ServerOption) *Server {
 	return s
 }
 
+// logger is the logger for what is not an audit record.
+func (s *Server) logger() *slog.Logger {
+	if s.cfg.logger != nil {
+		return s.cfg.logger
+	}
+	return slog.Default()
+}
+
 // GRPCServerOptions returns the options that install s on a grpc.Server: both
 // interceptors, chained, and the 64 KiB cap on incoming header lists
 // ([MaxHeaderListSize]). Append other interceptors after them.
@@ -155,9 +164,10 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // StreamServerInterceptor verifies each stream once, when it opens. Unless
 // [WithStreamExpiry] turned it off, the stream ends with Unauthenticated /
 // TOKEN_EXPIRED once its service token expires (exp plus the allowed skew):
-// the handler's context is cancelled then, and its next SendMsg or RecvMsg
-// fails. A handler blocked in RecvMsg sees the expiry with the next message
-// from the client.
+// the handler's context is cancelled, its SendMsg and RecvMsg fail from then
+// on, and the status is sent at once, even while the handler is blocked in
+// RecvMsg. To do so the handler runs in a goroutine of its own; a panic in it
+// reaches the interceptor's goroutine as usual while the stream lasts.
 func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, svc, err := s.authorize(ss.Context(), info.FullMethod, true)
@@ -167,21 +177,7 @@ func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if !s.cfg.streamExpiry || svc == nil {
 			return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
 		}
-		ctx, cancel := context.WithCancel(ctx)
-		ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}}
-		stop := s.clock.AfterFunc(svc.expiry.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
-			ws.expired.Store(true)
-			cancel()
-		})
-		err = handler(srv, ws)
-		_ = stop()
-		cancel()
-		if ws.expired.Load() {
-			rec := s.baseRecord(ss.Context(), info.FullMethod, true, s.clock.Now())
-			rec.Caller, rec.TokenID = svc.subject, svc.id
-			return s.deny(ss.Context(), &rec, callsignv1.Reason_REASON_TOKEN_EXPIRED)
-		}
-		return err
+		return s.serveExpiring(ctx, srv, ss, info, handler, svc)
 	}
 }
 

@@ -1,33 +1,145 @@
 package interceptor
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
 )
 
 // expiringStream ends a stream once the service token that opened it has
-// expired: its context is cancelled by a timer on the server's clock, and
-// SendMsg and RecvMsg fail with Unauthenticated / TOKEN_EXPIRED from then on.
+// expired. From the expiry on, SendMsg, RecvMsg and the header and trailer
+// methods fail with Unauthenticated / TOKEN_EXPIRED without touching the
+// underlying stream; the mutex makes sure that none of them is still inside
+// the underlying stream when the interceptor returns and grpc writes the
+// status.
 type expiringStream struct {
 	identityStream
+	mu      sync.Mutex // held around calls into the underlying stream that write
 	expired atomic.Bool
 }
 
+// drain waits until no write is in flight. Called after expired is set, it
+// guarantees that none will start.
+func (w *expiringStream) drain() {
+	w.mu.Lock()
+	w.mu.Unlock() //nolint:staticcheck // an empty critical section: waiting for in-flight writes is the point
+}
+
+func errStreamExpired() error { return statusError(callsignv1.Reason_REASON_TOKEN_EXPIRED) }
+
 func (w *expiringStream) SendMsg(m any) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return statusError(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+		return errStreamExpired()
 	}
 	return w.ServerStream.SendMsg(m)
 }
 
+func (w *expiringStream) SetHeader(md metadata.MD) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.expired.Load() {
+		return errStreamExpired()
+	}
+	return w.ServerStream.SetHeader(md)
+}
+
+func (w *expiringStream) SendHeader(md metadata.MD) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.expired.Load() {
+		return errStreamExpired()
+	}
+	return w.ServerStream.SendHeader(md)
+}
+
+func (w *expiringStream) SetTrailer(md metadata.MD) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.expired.Load() {
+		w.ServerStream.SetTrailer(md)
+	}
+}
+
+// RecvMsg may block in the underlying stream while the stream expires: grpc
+// interrupts it when the status is written.
 func (w *expiringStream) RecvMsg(m any) error {
 	if w.expired.Load() {
-		return statusError(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+		return errStreamExpired()
 	}
 	err := w.ServerStream.RecvMsg(m)
 	if w.expired.Load() {
-		return statusError(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+		return errStreamExpired()
 	}
 	return err
+}
+
+// handlerResult is how a stream handler run in its own goroutine ends.
+type handlerResult struct {
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// serveExpiring runs handler with a stream that ends when svc expires (exp plus
+// the allowed skew). The handler runs in its own goroutine so that the stream
+// can end on time even when the handler is blocked in RecvMsg on an idle
+// client: the interceptor then returns TOKEN_EXPIRED, grpc writes the status
+// and cancels the stream, which unblocks the handler. A panic of the handler
+// is passed on to the interceptor's goroutine while it waits, as if the
+// handler had run there; after the expiry it is logged instead.
+func (s *Server) serveExpiring(ctx context.Context, srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler, svc *verified) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}}
+	expired := make(chan struct{})
+	stop := s.clock.AfterFunc(svc.expiry.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
+		ws.expired.Store(true)
+		cancel()
+		close(expired)
+	})
+	defer func() { _ = stop() }()
+
+	var waiting atomic.Bool
+	waiting.Store(true)
+	done := make(chan handlerResult, 1)
+	go func() {
+		var res handlerResult
+		defer func() {
+			if p := recover(); p != nil {
+				if !waiting.Load() {
+					s.logger().LogAttrs(context.Background(), slog.LevelError, "callsign: stream handler panicked after its token expired",
+						slog.String("method", info.FullMethod), slog.String("panic", fmt.Sprint(p)))
+					return
+				}
+				res = handlerResult{panicked: true, panicVal: p}
+			}
+			done <- res
+		}()
+		res.err = handler(srv, ws)
+	}()
+
+	select {
+	case res := <-done:
+		if res.panicked {
+			panic(res.panicVal)
+		}
+		if !ws.expired.Load() {
+			return res.err
+		}
+	case <-expired:
+		waiting.Store(false)
+	}
+	ws.drain()
+	rec := s.baseRecord(ss.Context(), info.FullMethod, true, s.clock.Now())
+	rec.Caller, rec.TokenID = svc.subject, svc.id
+	return s.deny(ss.Context(), &rec, callsignv1.Reason_REASON_TOKEN_EXPIRED)
 }

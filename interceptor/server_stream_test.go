@@ -2,11 +2,16 @@ package interceptor
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	testv1 "github.com/callsign-dev/callsign/internal/gen/callsign/test/v1"
 )
@@ -115,5 +120,71 @@ func TestStreamTimerStopped(t *testing.T) {
 			t.Fatalf("%d timers left", e.clock.pending())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestStreamExpiresWithIdleClient: handlers blocked in Recv on a client that
+// sends nothing still see their streams end with TOKEN_EXPIRED, and return.
+func TestStreamExpiresWithIdleClient(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	md := srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read", "test.write")), MDUserToken, e.userToken("u1", "t1"))
+	bidi := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "BidiStream", md)
+	client := srvOpenStream(t, e, &grpc.StreamDesc{ClientStreams: true}, "ClientStream", md)
+	// Both handlers run (and wait in Recv) once their audit records exist.
+	srvEventually(t, "both handlers", func() bool { return e.svc.runs.Load() == 2 })
+	srvEventually(t, "both timers", func() bool { return e.clock.pending() == 2 })
+	e.clock.Advance(5*time.Minute + DefaultSkew)
+	var m testv1.BidiStreamResponse
+	if _, r := srvReason(t, bidi.RecvMsg(&m)); r != "TOKEN_EXPIRED" {
+		t.Fatalf("bidi: %s", r)
+	}
+	if _, r := srvReason(t, client.RecvMsg(&m)); r != "TOKEN_EXPIRED" {
+		t.Fatalf("client stream: %s", r)
+	}
+}
+
+// srvPanicService panics in its bidi handler.
+type srvPanicService struct {
+	testv1.UnimplementedTestServiceServer
+}
+
+func (srvPanicService) BidiStream(grpc.BidiStreamingServer[testv1.BidiStreamRequest, testv1.BidiStreamResponse]) error {
+	panic("handler bug")
+}
+
+// TestStreamHandlerPanicReachesInterceptors: a panic of a stream handler is
+// seen by an interceptor chained before callsign, as if the handler had run in
+// the interceptor's goroutine.
+func TestStreamHandlerPanicReachesInterceptors(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	recovered := make(chan any, 1)
+	recovery := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				recovered <- p
+				err = status.Error(codes.Internal, "recovered")
+			}
+		}()
+		return handler(srv, ss)
+	}
+	gs := grpc.NewServer(grpc.ChainStreamInterceptor(recovery, e.server.StreamServerInterceptor()))
+	testv1.RegisterTestServiceServer(gs, srvPanicService{})
+	lis := bufconn.Listen(1 << 16)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	md := srvMD(MDAuthorization, srvBearer(e.svcToken("orders", "test.read")), MDUserToken, e.userToken("u1", "t1"))
+	_, err = srvInvoke(srvOutgoing(t, md), conn, kindBidi, srvTestSvc+"BidiStream")
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("call: %v", err)
+	}
+	if p := <-recovered; p != "handler bug" {
+		t.Fatalf("recovered %v", p)
 	}
 }
