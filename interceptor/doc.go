@@ -50,6 +50,14 @@
 //     only), idempotency key.
 //  8. One [AuditRecord] to the [AuditSink], then the handler.
 //
+// # Streams
+//
+// A stream is verified once, when it opens. Unless [WithStreamExpiry] turns it
+// off, it ends with Unauthenticated / TOKEN_EXPIRED when the service token that
+// opened it expires (exp plus the allowed skew), even while its handler waits
+// for a message: the handler's context is cancelled and its further sends and
+// receives fail. The expiry is timed on the server's [Clock].
+//
 // # Key sources
 //
 // A [KeySource] returns an immutable [KeySnapshot]: a validated key set (public
