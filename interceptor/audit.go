@@ -87,7 +87,8 @@ type AuditSinkFunc func(ctx context.Context, rec AuditRecord)
 func (f AuditSinkFunc) Audit(ctx context.Context, rec AuditRecord) { f(ctx, rec) }
 
 // SlogAuditSink is the default [AuditSink]: it logs every denial at level Warn,
-// and counts allowed calls without logging them unless asked to.
+// and counts allowed calls without logging them unless asked to. It is safe
+// for concurrent use.
 type SlogAuditSink struct {
 	logger     *slog.Logger
 	logAllowed bool

@@ -143,7 +143,9 @@ func revocationFromResponse(r *callsignv1.GetKeysResponse) Revocation {
 }
 
 // StaticKeySource is a [KeySource] with a fixed key set, for tests, for
-// development, and for deployments that distribute the JWKS as a file.
+// development, and for deployments that distribute the JWKS as a file. It
+// never goes stale and fetches nothing for unknown kids. It is safe for
+// concurrent use.
 type StaticKeySource struct {
 	snap *KeySnapshot
 }
