@@ -3,6 +3,7 @@ package interceptor
 import (
 	"context"
 	"encoding/base64"
+	"log/slog"
 	"net"
 	"runtime"
 	"sort"
@@ -273,7 +274,10 @@ func cliNewSource(t testing.TB, r float64, opts ...TokenSourceOption) (*tokenSou
 	clk := newCliFakeClock()
 	fa := newCliFakeAuth(clk)
 	client := cliStartAuth(t, fa)
-	opts = append([]TokenSourceOption{WithTokenSourceClock(clk), withTokenSourceRand(func() float64 { return r })}, opts...)
+	opts = append([]TokenSourceOption{
+		WithTokenSourceClock(clk), withTokenSourceRand(func() float64 { return r }),
+		WithTokenSourceLogger(slog.New(slog.DiscardHandler)),
+	}, opts...)
 	ts, err := NewTokenSource(client, ClientSecret("orders", "cs_secret"), opts...)
 	if err != nil {
 		t.Fatalf("NewTokenSource: %v", err)

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -743,6 +745,7 @@ func TestTokenSourceConcurrentChurn(t *testing.T) {
 	ctx := cliCtx(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var answers, failures atomic.Int64
 	for g := range 8 {
 		wg.Go(func() {
 			aud := []string{"a", "b", "c"}[g%3]
@@ -753,6 +756,10 @@ func TestTokenSourceConcurrentChurn(t *testing.T) {
 				default:
 				}
 				tok, err := ts.Token(ctx, aud)
+				answers.Add(1)
+				if err != nil {
+					failures.Add(1)
+				}
 				switch {
 				case err == nil && !wellFormedJWS(tok):
 					t.Errorf("malformed token %q", tok)
@@ -773,7 +780,8 @@ func TestTokenSourceConcurrentChurn(t *testing.T) {
 			fa.setFail(nil)
 		}
 		clk.Advance(7 * time.Second)
-		runtime.Gosched()
+		seen := answers.Load()
+		cliWaitFor(t, "callers to make progress", func() bool { return answers.Load() >= seen+16 })
 	}
 	close(stop)
 	wg.Wait()
@@ -783,7 +791,39 @@ func TestTokenSourceConcurrentChurn(t *testing.T) {
 	if n := ts.live.Load(); n != 0 {
 		t.Fatalf("%d goroutines left", n)
 	}
-	if fa.calls.Load() == 0 {
-		t.Fatal("no IssueToken calls at all")
+	if fa.calls.Load() < 100 || failures.Load() == 0 {
+		t.Fatalf("%d IssueToken calls, %d failed answers: the churn did not happen", fa.calls.Load(), failures.Load())
 	}
+}
+
+func TestTokenSourceLogsFailuresWithoutSecrets(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(cliLockedWriter{&mu, &buf}, nil))
+	ts, fa, _ := cliNewSource(t, 0.5, WithTokenSourceLogger(logger))
+	fa.setFail(cliRefusal(codes.PermissionDenied, ErrorDomain, "AUDIENCE_NOT_GRANTED"))
+	_, err := ts.Token(cliCtx(t), "billing")
+	cliAssertUnavailable(t, err)
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	for _, want := range []string{"audience=billing", "code=PermissionDenied", "reason=AUDIENCE_NOT_GRANTED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	if strings.Contains(out, "cs_secret") || strings.Contains(out, "refused") {
+		t.Errorf("log %q holds the secret or the server's message", out)
+	}
+}
+
+type cliLockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (w cliLockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
