@@ -277,3 +277,39 @@ func TestLifecyclePublishLead(t *testing.T) {
 		t.Fatal("not promoted after PublishLead")
 	}
 }
+
+// cancelOnKeyUpdate is a Store that cancels a context once the lifecycle has
+// updated the signing keys.
+type cancelOnKeyUpdate struct {
+	Store
+	cancel context.CancelFunc
+}
+
+func (c cancelOnKeyUpdate) UpdateSigningKeys(ctx context.Context, fn func([]SigningKey) ([]SigningKey, error)) error {
+	err := c.Store.UpdateSigningKeys(ctx, fn)
+	c.cancel()
+	return err
+}
+
+// TestRun: Run steps the lifecycle at once and returns nil when its context
+// ends.
+func TestRun(t *testing.T) {
+	clock := newFakeClock()
+	inner := NewMemoryStore()
+	cfg := DefaultConfig()
+	svc, err := New(context.Background(), inner, testKEK, cfg, WithClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := inner.SigningKeys(context.Background())
+	clock.Advance(cfg.RotationPeriod) // a rotation is due
+	ctx, cancel := context.WithCancel(context.Background())
+	svc.store = cancelOnKeyUpdate{Store: inner, cancel: cancel}
+	if err := svc.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	after, _ := inner.SigningKeys(context.Background())
+	if equalKeys(before, after) {
+		t.Fatal("Run did not step the lifecycle")
+	}
+}
