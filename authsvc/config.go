@@ -37,19 +37,31 @@ const (
 // read from YAML by [ParseConfig] and applied at start-up by [New] or
 // [Service.ApplyConfig], idempotently.
 //
-// The YAML form uses snake_case names and Go duration strings ("5m", "24h"):
+// The YAML form uses snake_case names, Go duration strings ("5m", "24h") and
+// RFC 3339 times; every field is optional and unknown fields are refused:
 //
 //	issuer: callsign
-//	algorithm: EdDSA
+//	algorithm: EdDSA           # or ES256
 //	token_lifetime: 5m
+//	max_token_lifetime: 15m
+//	skew: 30s
+//	rotation_period: 24h
+//	publish_lead: 10m
+//	refresh_hint: 60s
 //	accounts:
-//	  - id: orders
+//	  - id: orders             # or spiffe://example.org/ns/prod/sa/orders
+//	    description: the orders service
+//	    disabled: false
 //	    public_keys:
-//	      - kid: orders-1
-//	        jwk: '{"kty":"OKP","crv":"Ed25519","x":"..."}'
+//	      - kid: orders-1      # default: the JWK's kid, else its RFC 7638 thumbprint
+//	        jwk: '{"kty":"OKP","crv":"Ed25519","x":"..."}'   # or jwk_file: orders.jwk
+//	        expires_at: 2027-01-01T00:00:00Z
 //	    grants:
 //	      - audience: billing
 //	        scopes: [billing.charge]
+//	    user_assertion:
+//	      allowed: false
+//	      tenants: [t1]        # "*" for every tenant; also bounds tenant_id on service tokens
 type Config struct {
 	// Issuer is the iss of every token and the aud that client assertions name;
 	// it is also the audience (trust domain) of user-context tokens. Default
