@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -42,11 +43,11 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// startCallsignd builds and starts callsignd --dev in dir; failures are kept
-// in server.err and reported by the tests that need the server.
+// startCallsignd builds callsignd and starts it with --dev in dir; failures
+// are kept in server.err and reported by the tests that need the server.
 func startCallsignd(dir string) func() {
 	if testing.Short() {
-		server.err = fmt.Errorf("skipped with -short")
+		server.err = errors.New("skipped with -short")
 		return func() {}
 	}
 	bin := filepath.Join(dir, "callsignd")
@@ -56,15 +57,39 @@ func startCallsignd(dir string) func() {
 		return func() {}
 	}
 	server.bin = bin
+	info, stop, err := launch(bin, dir)
+	if err != nil {
+		server.err = err
+		return stop
+	}
+	server.grpcAddr, server.httpAddr, server.creds = info.GRPCAddr, info.HTTPAddr, info.CredentialsDir
+	return stop
+}
+
+// readyInfo is what callsignd writes to its --ready-file.
+type readyInfo struct {
+	GRPCAddr       string `json:"grpc_addr"`
+	HTTPAddr       string `json:"http_addr"`
+	CredentialsDir string `json:"credentials_dir"`
+}
+
+// launch starts callsignd --dev on free loopback ports with its data in dir
+// and waits until it is serving. The returned function stops it.
+func launch(bin, dir string, extra ...string) (readyInfo, func(), error) {
 	ready := filepath.Join(dir, "ready.json")
-	logf, _ := os.Create(filepath.Join(dir, "callsignd.log"))
-	cmd := exec.Command(bin, "--dev", "--data-dir", filepath.Join(dir, "data"),
+	logPath := filepath.Join(dir, "callsignd.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return readyInfo{}, func() {}, err
+	}
+	args := append([]string{"--dev", "--data-dir", filepath.Join(dir, "data"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ready-file", ready,
-		"--refresh-hint", "1s", "--log-level", "warn")
+		"--refresh-hint", "1s", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		server.err = err
-		return func() {}
+		_ = logf.Close()
+		return readyInfo{}, func() {}, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -80,28 +105,21 @@ func startCallsignd(dir string) func() {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var info struct {
-			GRPCAddr       string `json:"grpc_addr"`
-			HTTPAddr       string `json:"http_addr"`
-			CredentialsDir string `json:"credentials_dir"`
-		}
+		var info readyInfo
 		if b, err := os.ReadFile(ready); err == nil && json.Unmarshal(b, &info) == nil {
-			server.grpcAddr, server.httpAddr, server.creds = info.GRPCAddr, info.HTTPAddr, info.CredentialsDir
-			if server.creds == "" {
-				server.creds = filepath.Join(dir, "data", "credentials")
+			if info.CredentialsDir == "" {
+				info.CredentialsDir = filepath.Join(dir, "data", "credentials")
 			}
-			return stop
+			return info, stop, nil
 		}
 		select {
 		case <-done:
-			b, _ := os.ReadFile(filepath.Join(dir, "callsignd.log"))
-			server.err = fmt.Errorf("callsignd exited before it was ready:\n%s", b)
-			return stop
+			b, _ := os.ReadFile(logPath)
+			return readyInfo{}, stop, fmt.Errorf("callsignd exited before it was ready:\n%s", b)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			server.err = fmt.Errorf("callsignd not ready in 30s")
-			return stop
+			return readyInfo{}, stop, errors.New("callsignd not ready in 30s")
 		}
 	}
 }
