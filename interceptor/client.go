@@ -82,7 +82,10 @@ func WithClientDescriptors(d DescriptorResolver) ClientOption {
 // When a call fails with Unauthenticated and an ErrorInfo (domain
 // callsign.dev) with reason TOKEN_EXPIRED, KEY_UNKNOWN or TOKEN_REVOKED, the
 // token is dropped from ts ([TokenSource.Invalidate]) and the call is retried
-// exactly once with a fresh token, when ts gives a different one.
+// exactly once with a fresh token, when ts gives a different one. A refusal
+// whose ErrorInfo names another audience ([ErrorInfoAudience]) was passed on
+// by a handler from a call of its own: it is neither retried nor a reason to
+// drop the token.
 //
 // Failing to obtain a token fails the call with the error of
 // [TokenSource.Token] (Unavailable, TOKEN_UNAVAILABLE). Options are evaluated
@@ -99,7 +102,7 @@ func UnaryClientInterceptor(ts TokenSource, opts ...ClientOption) grpc.UnaryClie
 			return err
 		}
 		err = invoker(out, method, req, reply, cc, callOpts...)
-		if err == nil || tok == "" || !retryableRefusal(err) {
+		if err == nil || tok == "" || !retryableRefusal(err, tgt.audience) {
 			return err
 		}
 		c.ts.Invalidate(tgt.audience, tok)
@@ -131,7 +134,7 @@ func StreamClientInterceptor(ts TokenSource, opts ...ClientOption) grpc.StreamCl
 			return cs, err
 		}
 		if err != nil {
-			if retryableRefusal(err) {
+			if retryableRefusal(err, tgt.audience) {
 				c.ts.Invalidate(tgt.audience, tok)
 			}
 			return cs, err
@@ -166,20 +169,21 @@ func (s *clientStream) Header() (metadata.MD, error) {
 }
 
 func (s *clientStream) check(err error) {
-	if !s.checked.Swap(true) && retryableRefusal(err) {
+	if !s.checked.Swap(true) && retryableRefusal(err, s.audience) {
 		s.ts.Invalidate(s.audience, s.token)
 	}
 }
 
 // retryableRefusal reports whether err is Unauthenticated with a callsign
-// reason that a fresh token may cure.
-func retryableRefusal(err error) bool {
+// reason that a fresh token may cure, from the server of audience (see
+// [ErrorInfoAudience]).
+func retryableRefusal(err error, audience string) bool {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.Unauthenticated {
 		return false
 	}
-	r, ok := callsignReason(st)
-	return ok && refreshCures(r)
+	r, from, ok := callsignReasonProto(st.Proto())
+	return ok && refreshCures(r) && (from == "" || from == audience)
 }
 
 // refreshCures reports whether a fresh token may cure a refusal for r.

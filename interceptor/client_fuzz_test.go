@@ -75,8 +75,8 @@ func FuzzCallsignReason(f *testing.F) {
 		if proto.Unmarshal(data, &p) != nil {
 			return
 		}
-		r, ok := callsignReasonProto(&p)
-		_ = retryableRefusal(status.FromProto(&p).Err())
+		r, _, ok := callsignReasonProto(&p)
+		_ = retryableRefusal(status.FromProto(&p).Err(), "test")
 		if !ok {
 			return
 		}

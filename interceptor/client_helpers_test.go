@@ -286,9 +286,14 @@ func cliNewSource(t testing.TB, r float64, opts ...TokenSourceOption) (*tokenSou
 	return ts.(*tokenSource), fa, clk
 }
 
-// cliRefusal is an Unauthenticated status with a callsign ErrorInfo reason.
-func cliRefusal(code codes.Code, domain, reason string) error {
-	st, err := status.New(code, "refused").WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: domain})
+// cliRefusal is a status with a callsign ErrorInfo reason and, when
+// audience is given, the refusing server's audience in its metadata.
+func cliRefusal(code codes.Code, domain, reason string, audience ...string) error {
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: domain}
+	if len(audience) > 0 {
+		info.Metadata = map[string]string{ErrorInfoAudience: audience[0]}
+	}
+	st, err := status.New(code, "refused").WithDetails(info)
 	if err != nil {
 		panic(err)
 	}

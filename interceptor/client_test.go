@@ -307,10 +307,16 @@ func cliRetryEnv(t *testing.T) (*cliTarget, testv1.TestServiceClient, *tokenSour
 }
 
 func TestClientInterceptorRetriesOnceOnCurableRefusals(t *testing.T) {
-	for _, reason := range []string{"TOKEN_EXPIRED", "KEY_UNKNOWN", "TOKEN_REVOKED"} {
-		t.Run(reason, func(t *testing.T) {
+	for _, tc := range []struct{ reason, audience string }{
+		{"TOKEN_EXPIRED", ""}, {"KEY_UNKNOWN", ""}, {"TOKEN_REVOKED", ""}, {"TOKEN_EXPIRED", "test"},
+	} {
+		t.Run(tc.reason+"/"+tc.audience, func(t *testing.T) {
 			tgt, c, _, fa := cliRetryEnv(t)
-			tgt.setRefuse(cliRefusal(codes.Unauthenticated, ErrorDomain, reason))
+			refusal := cliRefusal(codes.Unauthenticated, ErrorDomain, tc.reason)
+			if tc.audience != "" {
+				refusal = cliRefusal(codes.Unauthenticated, ErrorDomain, tc.reason, tc.audience)
+			}
+			tgt.setRefuse(refusal)
 			resp, err := c.Scoped(cliCtx(t), &testv1.ScopedRequest{Payload: "p"})
 			if err != nil || resp.GetPayload() != "p" {
 				t.Fatalf("Scoped = %v, %v; want success after one retry", resp, err)
@@ -357,6 +363,7 @@ func TestClientInterceptorDoesNotRetryOtherRefusals(t *testing.T) {
 		"lowercase reason":     cliRefusal(codes.Unauthenticated, ErrorDomain, "token_expired"),
 		"prefixed reason":      cliRefusal(codes.Unauthenticated, ErrorDomain, "REASON_TOKEN_EXPIRED"),
 		"no details":           status.Error(codes.Unauthenticated, "TOKEN_EXPIRED"),
+		"passed on from below": cliRefusal(codes.Unauthenticated, ErrorDomain, "TOKEN_EXPIRED", "inventory"),
 		"unavailable":          status.Error(codes.Unavailable, "down"),
 		"application NotFound": status.Error(codes.NotFound, "no such thing"),
 	} {
@@ -522,15 +529,15 @@ func TestRetryableRefusalIgnoresHostileDetails(t *testing.T) {
 	}
 	good, _ := status.FromError(cliRefusal(codes.Unauthenticated, ErrorDomain, "TOKEN_EXPIRED"))
 	p.Details = append(p.Details, good.Proto().GetDetails()...)
-	if retryableRefusal(status.FromProto(p).Err()) {
+	if retryableRefusal(status.FromProto(p).Err(), "test") {
 		t.Fatal("a reason beyond the inspected details was used")
 	}
-	if !retryableRefusal(good.Err()) {
+	if !retryableRefusal(good.Err(), "test") {
 		t.Fatal("a valid refusal was not recognised")
 	}
 	garbled := good.Proto()
 	garbled.Details[0].Value = []byte{0xff, 0xff, 0xff}
-	if retryableRefusal(status.FromProto(garbled).Err()) {
+	if retryableRefusal(status.FromProto(garbled).Err(), "test") {
 		t.Fatal("an undecodable ErrorInfo was used")
 	}
 }

@@ -165,10 +165,19 @@ func callsignReason(st *status.Status) (callsignv1.Reason, bool) {
 	if st == nil {
 		return 0, false
 	}
-	return callsignReasonProto(st.Proto())
+	r, _, ok := callsignReasonProto(st.Proto())
+	return r, ok
 }
 
-func callsignReasonProto(p *spb.Status) (callsignv1.Reason, bool) {
+// ErrorInfoAudience is the ErrorInfo metadata key under which a server may
+// name its own audience when it refuses a token. A client retries a refused
+// call only when the refusal names no audience or the one it called: an error
+// that a handler passes on from a call of its own is not retried.
+const ErrorInfoAudience = "audience"
+
+// callsignReasonProto returns the reason of the first usable callsign
+// ErrorInfo in p, and the audience its metadata names ("" when none).
+func callsignReasonProto(p *spb.Status) (callsignv1.Reason, string, bool) {
 	for i, d := range p.GetDetails() {
 		if i >= maxDetailsInspected {
 			break
@@ -181,10 +190,10 @@ func callsignReasonProto(p *spb.Status) (callsignv1.Reason, bool) {
 			continue
 		}
 		if r, ok := parseReason(ei.GetReason()); ok {
-			return r, true
+			return r, ei.GetMetadata()[ErrorInfoAudience], true
 		}
 	}
-	return 0, false
+	return 0, "", false
 }
 
 // parseReason maps an ErrorInfo reason ("TOKEN_EXPIRED") to its enum value.
