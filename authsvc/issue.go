@@ -137,6 +137,12 @@ func (s *Service) issueToken(ctx context.Context, req *callsignv1.IssueTokenRequ
 	if err != nil {
 		return nil, s.internal(ctx, err)
 	}
+	if !tokenFits(&c, view.signer.Key.ID) {
+		// Every field within its limit, but all of them at their limits
+		// together (long SPIFFE ids, 32 long roles or scopes) would make a
+		// token larger than verifiers accept.
+		return nil, errRequestInvalid
+	}
 	raw, err := view.signer.Sign(c)
 	if err != nil {
 		return nil, s.internal(ctx, err)
@@ -159,6 +165,46 @@ func (s *Service) issueToken(ctx context.Context, req *callsignv1.IssueTokenRequ
 			slog.String("jti", c.ID), slog.String("kid", resp.GetKeyId()), slog.Time("exp", exp))
 	}
 	return resp, nil
+}
+
+// tokenFits reports whether the token for c, signed under kid, stays within
+// token.MaxTokenSize. It counts the JSON escapes of every string exactly and
+// every number and member name at its widest, so it may refuse a token a few
+// bytes below the limit but never passes one above it.
+func tokenFits(c *token.Claims, kid string) bool {
+	claims := jsonLen(c.Issuer) + jsonLen(c.Subject) + jsonLen(c.Audience) + jsonLen(c.ID) +
+		jsonLen(c.TenantID) + jsonLen(c.Actor)
+	for _, sc := range c.Scopes {
+		claims += len(sc) + 1
+	}
+	for _, r := range c.Roles {
+		claims += jsonLen(r) + 1
+	}
+	// Member names and punctuation ({"iss":,"sub":,"aud":,"exp":,"nbf":,
+	// "iat":,"jti":,"scope":"",tenant_id, "act":{"sub":},"roles":[]}: about
+	// 110 bytes) and four NumericDates of at most 11 digits.
+	claims += 128 + 4*11
+	header := 40 + len(kid)
+	const sig = 64
+	enc := func(n int) int { return (n*4 + 2) / 3 }
+	return enc(header)+enc(claims)+enc(sig)+2 <= token.MaxTokenSize
+}
+
+// jsonLen is the length of s as a JSON string, quotes included, escaped as
+// the token encoder does.
+func jsonLen(s string) int {
+	n := 2
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			n += 2
+		case c < 0x20:
+			n += 6
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // signBound is the latest exp a token signed now with k may carry: it must

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -517,5 +518,95 @@ func TestIssueTokenHostileAssertions(t *testing.T) {
 	// defect and not for the way they were built.
 	if _, err := e.auth.IssueToken(ctx, issueReq(sign(`{"alg":"EdDSA","kid":"orders-1","typ":"JWT"}`, claims("orders")), "billing")); err != nil {
 		t.Fatalf("control assertion: %v", err)
+	}
+}
+
+// TestIssueTokenTooLargeForAToken: each field within its limit, all at their
+// limits together, would make a token verifiers refuse: InvalidArgument, not
+// an internal error.
+func TestIssueTokenTooLargeForAToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	long := "spiffe://example.org/" + strings.Repeat("a", 2000)
+	k := newAccountKey(t, "long-1")
+	for _, step := range []func() error{
+		func() error {
+			_, err := e.admin.CreateAccount(ctx, &callsignv1.CreateAccountRequest{AccountId: long})
+			return err
+		},
+		func() error { _, err := e.admin.AddPublicKey(ctx, addKeyReq(long, k)); return err },
+		func() error {
+			_, err := e.admin.SetUserAssertion(ctx, &callsignv1.SetUserAssertionRequest{AccountId: long, UserAssertion: &callsignv1.UserAssertion{Allowed: true, Tenants: []string{"*"}}})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.keys[long] = k
+	user := &callsignv1.UserContext{UserId: strings.Repeat("u", 256), TenantId: strings.Repeat("t", 256)}
+	for i := range 32 {
+		user.Roles = append(user.Roles, fmt.Sprintf("%03d", i)+strings.Repeat("r", 125))
+	}
+	_, err := e.auth.IssueToken(ctx, &callsignv1.IssueTokenRequest{
+		Credential: &callsignv1.IssueTokenRequest_ClientAssertion{ClientAssertion: e.assertion(long)},
+		User:       user,
+	})
+	wantStatus(t, err, codes.InvalidArgument, callsignv1.Reason_REASON_REQUEST_INVALID)
+	// Fewer roles fit.
+	user.Roles = user.Roles[:8]
+	resp, err := e.auth.IssueToken(ctx, &callsignv1.IssueTokenRequest{
+		Credential: &callsignv1.IssueTokenRequest_ClientAssertion{ClientAssertion: e.assertion(long)},
+		User:       user,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.verify(resp.GetToken(), callsignv1.TokenType_TOKEN_TYPE_USER, ""); !r.GetActive() {
+		t.Fatalf("large token: %v", r.GetReason())
+	}
+}
+
+// TestTokenFitsNeverPassesAnOversizedToken: whatever tokenFits accepts signs
+// within the size limit, for claims of random sizes around the limit.
+func TestTokenFitsNeverPassesAnOversizedToken(t *testing.T) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	key := token.Key{ID: "k1", Algorithm: token.EdDSA, Public: priv.Public()}
+	signer, err := token.NewSigner(key, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	text := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "ab\"\\x"[rng.IntN(5)]
+		}
+		return string(b)
+	}
+	iat := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	accepted, refused := 0, 0
+	for range 2000 {
+		c := token.Claims{
+			Type: token.TypeUser, Issuer: "callsign", Audience: "callsign", IssuedAt: iat, Expiry: iat.Add(time.Minute),
+			ID: "abcdefghijklmnopqrstuv", Subject: text(1 + rng.IntN(256)), TenantID: text(1 + rng.IntN(256)),
+			Actor: "spiffe://example.org/" + strings.Repeat("a", rng.IntN(2000)),
+		}
+		for range rng.IntN(33) {
+			c.Roles = append(c.Roles, text(1+rng.IntN(128)))
+		}
+		if !tokenFits(&c, key.ID) {
+			refused++
+			continue
+		}
+		accepted++
+		tok, err := signer.Sign(c)
+		if err != nil || len(tok) > token.MaxTokenSize {
+			t.Fatalf("tokenFits passed a token that does not sign within the limit: %v (%d bytes)", err, len(tok))
+		}
+	}
+	if accepted == 0 || refused == 0 {
+		t.Fatalf("the sample did not straddle the limit: %d accepted, %d refused", accepted, refused)
 	}
 }
