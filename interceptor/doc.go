@@ -90,9 +90,12 @@
 //
 // Every refusal is a status with a fixed message and a google.rpc.ErrorInfo
 // detail of domain [ErrorDomain] whose reason is a callsignv1.Reason name
-// without its REASON_ prefix ([ReasonFromError] reads it back). Nothing the
-// caller sent appears in a status or a log; a token that fails verification is
-// logged only as a short hash.
+// without its REASON_ prefix ([ReasonFromError] reads it back), and whose
+// metadata names the refusing server's own audience under [ErrorInfoAudience],
+// so that a client retries only refusals of the server it called, not errors
+// that a handler passed on from a call of its own. Nothing the caller sent
+// appears in a status or a log; a token that fails verification is logged only
+// as a short hash.
 //
 //   - Unauthenticated: TOKEN_MISSING, TOKEN_MALFORMED (also several values,
 //     oversized metadata), SIGNATURE_INVALID, TOKEN_EXPIRED (also a stream whose

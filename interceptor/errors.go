@@ -55,29 +55,43 @@ var reasonStatus = map[callsignv1.Reason]struct {
 
 // statusErrors holds one immutable status error per reason, built once: a
 // denial costs no allocation to describe.
-var statusErrors = func() map[callsignv1.Reason]error {
-	m := make(map[callsignv1.Reason]error, len(reasonStatus))
+type statusErrors map[callsignv1.Reason]error
+
+// newStatusErrors builds the status errors of a server. When audience is set,
+// each ErrorInfo names it in its metadata ([ErrorInfoAudience]), so that a
+// client can tell this server's refusals from errors that a handler passes on
+// from calls of its own. The audience is the server's configuration, never
+// anything the caller sent.
+func newStatusErrors(audience string) statusErrors {
+	m := make(statusErrors, len(reasonStatus))
 	for r, cs := range reasonStatus {
-		st, err := status.New(cs.code, cs.msg).WithDetails(&errdetails.ErrorInfo{
-			Reason: ReasonName(r),
-			Domain: ErrorDomain,
-		})
+		info := &errdetails.ErrorInfo{Reason: ReasonName(r), Domain: ErrorDomain}
+		if audience != "" {
+			info.Metadata = map[string]string{ErrorInfoAudience: audience}
+		}
+		st, err := status.New(cs.code, cs.msg).WithDetails(info)
 		if err != nil {
 			panic("interceptor: building status details: " + err.Error())
 		}
 		m[r] = st.Err()
 	}
 	return m
-}()
+}
 
-// statusError returns the status error for a reason. A reason without an entry
-// (never expected) fails closed as an unauthenticated malformed token.
-func statusError(r callsignv1.Reason) error {
-	if err, ok := statusErrors[r]; ok {
+// anonymousStatusErrors name no audience.
+var anonymousStatusErrors = newStatusErrors("")
+
+// get returns the status error for a reason. A reason without an entry (never
+// expected) fails closed as an unauthenticated malformed token.
+func (m statusErrors) get(r callsignv1.Reason) error {
+	if err, ok := m[r]; ok {
 		return err
 	}
-	return statusErrors[callsignv1.Reason_REASON_TOKEN_MALFORMED]
+	return m[callsignv1.Reason_REASON_TOKEN_MALFORMED]
 }
+
+// statusError returns the status error for a reason, naming no audience.
+func statusError(r callsignv1.Reason) error { return anonymousStatusErrors.get(r) }
 
 // codeOf returns the status code that a reason maps to.
 func codeOf(r callsignv1.Reason) codes.Code {

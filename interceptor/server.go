@@ -39,6 +39,7 @@ type Server struct {
 	sink         AuditSink
 	countOnly    *SlogAuditSink // set when allowed calls are only counted
 	metrics      *serverMetrics
+	errs         statusErrors
 }
 
 // NewServer checks the options and returns a [Server] verifying tokens with
@@ -75,6 +76,7 @@ func NewServer(keys KeySource, opts ...ServerOption) (*Server, error) {
 		policy: newPolicy(&c),
 		cache:  newTokenCache(c.cacheSize),
 		sink:   c.sink,
+		errs:   newStatusErrors(c.audience),
 	}
 	if r, ok := keys.(KeyRefresher); ok {
 		s.refresher = r
@@ -487,7 +489,7 @@ func (s *Server) deny(ctx context.Context, rec *AuditRecord, r callsignv1.Reason
 	rec.Latency = s.clock.Now().Sub(rec.Time)
 	s.metrics.decision(false, r)
 	s.sink.Audit(ctx, *rec)
-	return statusError(r)
+	return s.errs.get(r)
 }
 
 func (s *Server) baseRecord(ctx context.Context, method string, stream bool, start time.Time) AuditRecord {

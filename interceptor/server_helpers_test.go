@@ -522,6 +522,9 @@ func srvReason(t testing.TB, err error) (codes.Code, string) {
 				t.Fatalf("ErrorInfo domain %q", info.GetDomain())
 			}
 			reason = info.GetReason()
+			if aud := info.GetMetadata()[ErrorInfoAudience]; aud != srvAudience || len(info.GetMetadata()) != 1 {
+				t.Fatalf("ErrorInfo metadata %v, want only the server's audience", info.GetMetadata())
+			}
 		}
 	}
 	if reason == "" {

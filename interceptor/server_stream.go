@@ -23,6 +23,7 @@ type expiringStream struct {
 	identityStream
 	mu      sync.Mutex // held around calls into the underlying stream that write
 	expired atomic.Bool
+	errs    statusErrors
 }
 
 // drain waits until no write is in flight. Called after expired is set, it
@@ -32,13 +33,11 @@ func (w *expiringStream) drain() {
 	w.mu.Unlock() //nolint:staticcheck // an empty critical section: waiting for in-flight writes is the point
 }
 
-func errStreamExpired() error { return statusError(callsignv1.Reason_REASON_TOKEN_EXPIRED) }
-
 func (w *expiringStream) SendMsg(m any) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return errStreamExpired()
+		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	}
 	return w.ServerStream.SendMsg(m)
 }
@@ -47,7 +46,7 @@ func (w *expiringStream) SetHeader(md metadata.MD) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return errStreamExpired()
+		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	}
 	return w.ServerStream.SetHeader(md)
 }
@@ -56,7 +55,7 @@ func (w *expiringStream) SendHeader(md metadata.MD) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return errStreamExpired()
+		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	}
 	return w.ServerStream.SendHeader(md)
 }
@@ -73,11 +72,11 @@ func (w *expiringStream) SetTrailer(md metadata.MD) {
 // interrupts it when the status is written.
 func (w *expiringStream) RecvMsg(m any) error {
 	if w.expired.Load() {
-		return errStreamExpired()
+		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	}
 	err := w.ServerStream.RecvMsg(m)
 	if w.expired.Load() {
-		return errStreamExpired()
+		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	}
 	return err
 }
@@ -99,7 +98,7 @@ type handlerResult struct {
 func (s *Server) serveExpiring(ctx context.Context, srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler, svc *verified) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}}
+	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}, errs: s.errs}
 	expired := make(chan struct{})
 	stop := s.clock.AfterFunc(svc.expiry.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
 		ws.expired.Store(true)
