@@ -107,7 +107,7 @@ const issueRate = 1000
 // IssueLoad: p50 and p99 latency of IssueToken over loopback TCP at a fixed
 // offered load (open loop). One op is the whole run.
 func BenchmarkIssueLoad(b *testing.B) {
-	dur := sized(3*time.Second, 20*time.Millisecond)
+	dur := sized(2*time.Second, 20*time.Millisecond)
 	for _, c := range issueCases[:2] {
 		b.Run(fmt.Sprintf("%drps/%s", issueRate, c.name), func(b *testing.B) {
 			f := getFixture(b)

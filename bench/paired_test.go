@@ -108,13 +108,13 @@ func BenchmarkPaired(b *testing.B) {
 // pairedWindows is the number of time windows each side of a paired
 // throughput benchmark gets, and windowLen their length.
 const (
-	pairedWindows = 12
-	windowLen     = 80 * time.Millisecond
+	pairedWindows = 10
+	windowLen     = 70 * time.Millisecond
 )
 
 // BenchmarkPairedParallel: throughput with 4×GOMAXPROCS goroutines on one TCP
 // connection, callsign warm against bare grpc-go and against the naive jwx
-// interceptor, in alternating windows of 80 ms (12 each); "ratio" is the
+// interceptor, in alternating windows of 70 ms (10 each); "ratio" is the
 // median calls/s of callsign over that of the other, "cpu-ratio" the same
 // from the process CPU time per call. One op is the whole run.
 func BenchmarkPairedParallel(b *testing.B) {

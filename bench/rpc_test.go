@@ -90,7 +90,7 @@ const loadRate = 2000
 // (open loop: calls start on schedule whether or not earlier ones finished).
 // One op is the whole run.
 func BenchmarkLoad(b *testing.B) {
-	dur := sized(2*time.Second, 20*time.Millisecond)
+	dur := sized(1500*time.Millisecond, 20*time.Millisecond)
 	for _, v := range []string{vBare, vPass, vJWX, vWarm, vCold} {
 		b.Run(fmt.Sprintf("%drps/%s", loadRate, v), func(b *testing.B) {
 			r := newRPC(b, tTCP, v)
