@@ -393,7 +393,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string, typ token.Type, au
 	if err != nil {
 		return nil, snap, tokenReason(err)
 	}
-	v := newVerified(claims, p.KID)
+	v := newVerified(claims, key.ID) // the key set's copy of the kid: one string less per cached token
 	s.cache.put(raw, v, claims.Expiry)
 	s.metrics.verified(s.clock.Now().Sub(now))
 	return v, snap, callsignv1.Reason_REASON_UNSPECIFIED
