@@ -468,3 +468,23 @@ func srvTLS(t *testing.T) (credentials.TransportCredentials, credentials.Transpo
 	client := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "bufnet", MinVersion: tls.VersionTLS13})
 	return server, client
 }
+
+// TestServerTenantFromServiceToken: a rule that needs a tenant but no user is
+// met by a tenant-scoped service token, and refused without one.
+func TestServerTenantFromServiceToken(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{opts: []ServerOption{
+		WithRule(srvTestSvc+"Scoped", Rule{Scopes: []string{"test.read"}, RequireTenant: true}),
+	}})
+	_, err := e.call(kindUnary, "Scoped", srvMD(MDAuthorization, srvBearer(e.svcToken("jobs", "test.read"))))
+	if c, r := srvReason(t, err); c != codes.PermissionDenied || r != "TENANT_MISSING" {
+		t.Fatalf("without a tenant: %v %s", c, r)
+	}
+	cl := srvSvcClaims(e.clock.Now(), "jobs", "test.read")
+	cl.TenantID = "t2"
+	if _, err := e.call(kindUnary, "Scoped", srvMD(MDAuthorization, srvBearer(e.keys.sign(t, cl)))); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.svc.seen(); len(s) != 1 || s[0].tenant != "t2" || s[0].caller.TenantID != "t2" || s[0].hasUser {
+		t.Fatalf("handler saw %+v", s)
+	}
+}
