@@ -69,7 +69,10 @@ func WithClientDescriptors(d DescriptorResolver) ClientOption {
 //   - x-user-token, x-correlation-id, traceparent and tracestate are copied
 //     from the incoming context when the call is made inside a handler, unless
 //     the caller already put them on the outgoing context. x-user-token and
-//     traceparent are copied only when they have exactly one value.
+//     traceparent are copied only when they have exactly one value. Trace
+//     context instrumentation such as OpenTelemetry's keeps working: a
+//     traceparent it put on the outgoing context is left alone, and one it
+//     sets later replaces the copy.
 //   - x-correlation-id is created (128 random bits) when neither context has
 //     one: this call starts the workflow.
 //   - x-request-id: a new random id for every attempt, unless the caller set
