@@ -227,7 +227,8 @@ func benchmarkLatency(b *testing.B, memory bool) {
 // BenchmarkIssueTokenVsEd25519 is the robust form of the throughput figures on
 // a shared machine: each of its b.N rounds runs, back to back, a burst of
 // IssueToken calls with private_key_jwt, a burst with a client secret (both
-// over loopback gRPC on the SQLite store, clientParallelism callers per CPU)
+// over loopback gRPC on the SQLite store, clientParallelism callers per CPU),
+// a burst with private_key_jwt on the in-memory store (the share of SQLite)
 // and a burst of raw Ed25519 sign + verify (one goroutine per CPU), and it
 // reports the median rate of each and the medians of the per-round ratios
 // ("x-raw": tokens per raw sign + verify), so that both sides of a ratio see
@@ -237,8 +238,10 @@ func benchmarkLatency(b *testing.B, memory bool) {
 func BenchmarkIssueTokenVsEd25519(b *testing.B) {
 	const burst = 1000
 	bs := newBenchServer(b, false)
+	mem := newBenchServer(b, true)
 	ctx := context.Background()
 	as := bs.assertions(b, b.N*burst)
+	memAs := mem.assertions(b, b.N*burst)
 	secret := secretReq("orders", bs.secret, "billing")
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -272,7 +275,7 @@ func BenchmarkIssueTokenVsEd25519(b *testing.B) {
 		rate := float64(n) / time.Since(start).Seconds()
 		return rate, float64(processCPU()-cpu0) / float64(time.Microsecond) / float64(n)
 	}
-	var jwtRate, secretRate, rawRate, jwtRatio, secretRatio, jwtCPU, secretCPU, rawCPU []float64
+	var jwtRate, secretRate, rawRate, jwtRatio, secretRatio, jwtCPU, secretCPU, rawCPU, memCPU, memRatio []float64
 	b.ResetTimer()
 	for round := range b.N {
 		base := round * burst
@@ -284,6 +287,10 @@ func BenchmarkIssueTokenVsEd25519(b *testing.B) {
 			_, err := bs.client.IssueToken(ctx, secret)
 			return err
 		})
+		m, mc := run(burst, procs*clientParallelism, func(i int) error {
+			_, err := mem.client.IssueToken(ctx, issueReq(memAs[base+i], "billing"))
+			return err
+		})
 		r, rc := run(burst, procs, func(int) error {
 			if !ed25519.Verify(pub, msg, ed25519.Sign(priv, msg)) {
 				return errBoom
@@ -293,6 +300,7 @@ func BenchmarkIssueTokenVsEd25519(b *testing.B) {
 		jwtRate, secretRate, rawRate = append(jwtRate, j), append(secretRate, s), append(rawRate, r)
 		jwtRatio, secretRatio = append(jwtRatio, j/r), append(secretRatio, s/r)
 		jwtCPU, secretCPU, rawCPU = append(jwtCPU, jc), append(secretCPU, sc), append(rawCPU, rc)
+		memCPU, memRatio = append(memCPU, mc), append(memRatio, m/r)
 	}
 	b.StopTimer()
 	medianOf := func(v []float64) float64 {
@@ -309,4 +317,6 @@ func BenchmarkIssueTokenVsEd25519(b *testing.B) {
 	b.ReportMetric(medianOf(jwtCPU), "jwt-cpu-µs/token")
 	b.ReportMetric(medianOf(secretCPU), "secret-cpu-µs/token")
 	b.ReportMetric(medianOf(rawCPU), "raw-cpu-µs/sign+verify")
+	b.ReportMetric(medianOf(memRatio), "jwt-memory-x-raw")
+	b.ReportMetric(medianOf(memCPU), "jwt-memory-cpu-µs/token")
 }
