@@ -5,7 +5,7 @@
 //
 // Usage (from the module root; make bench runs it):
 //
-//	go run ./bench/cmd/benchtable [-count 6] [-benchtime 500ms] [-bench .] [-o bench.out]
+//	go run ./bench/cmd/benchtable [-count 6] [-benchtime 300ms] [-bench .] [-o bench.out]
 //
 // Every round runs each benchmark once, so that a slow phase of a shared
 // machine affects all variants of a round alike instead of a few of them.
@@ -36,7 +36,7 @@ import (
 
 func main() {
 	count := flag.Int("count", 6, "rounds of the repeated benchmarks")
-	benchtime := flag.String("benchtime", "500ms", "-test.benchtime of each benchmark")
+	benchtime := flag.String("benchtime", "300ms", "-test.benchtime of each benchmark")
 	bench := flag.String("bench", ".", "regular expression selecting the benchmarks")
 	once := flag.String("once", "^BenchmarkCacheMemory$", "benchmarks run once, after the rounds")
 	out := flag.String("o", "bench.out", "file for the raw results (benchstat format); empty for none")
