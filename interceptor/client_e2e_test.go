@@ -3,6 +3,7 @@ package interceptor
 import (
 	"context"
 	"crypto/ed25519"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,18 +72,26 @@ func (i *cliIssuer) IssueToken(_ context.Context, req *callsignv1.IssueTokenRequ
 // verifying with the keys of publishedJWKS on serverClock.
 func cliRealServer(t *testing.T, publishedJWKS []byte, serverClock Clock, dial ...grpc.DialOption) (testv1.TestServiceClient, *srvService) {
 	t.Helper()
+	svc := &srvService{}
+	return cliRealServerFor(t, "test", svc, publishedJWKS, serverClock, dial...), svc
+}
+
+// cliRealServerFor serves impl as audience behind the callsign server
+// interceptors.
+func cliRealServerFor(t *testing.T, audience string, impl testv1.TestServiceServer, publishedJWKS []byte, serverClock Clock, dial ...grpc.DialOption) testv1.TestServiceClient {
+	t.Helper()
 	keys, err := NewStaticKeySource(publishedJWKS, EdDSA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(keys, WithIssuer("callsign"), WithAudience("test"), WithClock(serverClock))
+	srv, err := NewServer(keys, WithIssuer("callsign"), WithAudience(audience), WithClock(serverClock),
+		WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &srvService{}
 	gs := grpc.NewServer(srv.GRPCServerOptions()...)
-	testv1.RegisterTestServiceServer(gs, svc)
-	return testv1.NewTestServiceClient(cliServe(t, gs, dial...)), svc
+	testv1.RegisterTestServiceServer(gs, impl)
+	return testv1.NewTestServiceClient(cliServe(t, gs, dial...))
 }
 
 func cliIssuerSource(t *testing.T, iss *cliIssuer, clock Clock) TokenSource {
@@ -90,7 +99,8 @@ func cliIssuerSource(t *testing.T, iss *cliIssuer, clock Clock) TokenSource {
 	authSrv := grpc.NewServer()
 	callsignv1.RegisterAuthServiceServer(authSrv, iss)
 	ts, err := NewTokenSource(callsignv1.NewAuthServiceClient(cliServe(t, authSrv)), ClientSecret("orders", "cs_x"),
-		WithTokenSourceClock(clock), withTokenSourceRand(func() float64 { return 0.5 }))
+		WithTokenSourceClock(clock), withTokenSourceRand(func() float64 { return 0.5 }),
+		WithTokenSourceLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +179,58 @@ func TestClientAgainstServerAllCallKinds(t *testing.T) {
 	}
 	if n := iss.calls.Load(); n != 1 {
 		t.Fatalf("IssueToken calls = %d, want 1", n)
+	}
+}
+
+// cliCountingRelay relays Scoped to the next service and counts its runs.
+type cliCountingRelay struct {
+	testv1.UnimplementedTestServiceServer
+	next testv1.TestServiceClient
+	runs atomic.Int32
+}
+
+func (r *cliCountingRelay) Scoped(ctx context.Context, req *testv1.ScopedRequest) (*testv1.ScopedResponse, error) {
+	r.runs.Add(1)
+	return r.next.Scoped(ctx, req)
+}
+
+func TestClientDoesNotRetryARefusalPassedOnByAHandler(t *testing.T) {
+	// edge --> middle ("test") --> back ("inventory"). The back refuses the
+	// middle's token (KEY_UNKNOWN: it does not know callsignd's key); the
+	// middle retries once, then its handler passes the refusal on. The edge
+	// must neither retry (running the middle's handler twice) nor drop its
+	// own valid token.
+	clk := newCliFakeClock()
+	iss, published := newCliIssuer(t, clk, "current")
+	_, unrelated := newCliIssuer(t, clk, "unrelated")
+	edgeTS := cliIssuerSource(t, iss, clk)
+	middleTS := cliIssuerSource(t, iss, clk)
+
+	back := cliRealServerFor(t, "inventory", cliEcho{}, unrelated, clk, cliClientDial(middleTS, WithTargetAudience("inventory"))...)
+	relay := &cliCountingRelay{next: back}
+	edge := cliRealServerFor(t, "test", relay, published, clk, cliClientDial(edgeTS)...)
+
+	ctx := cliCtx(t)
+	edgeTok, err := edgeTS.Token(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := middleTS.Token(ctx, "inventory"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(DefaultMinInvalidateAge) // both tokens may be dropped now
+
+	_, err = edge.Scoped(ctx, &testv1.ScopedRequest{})
+	if r, ok := ReasonFromError(err); status.Code(err) != codes.Unauthenticated || !ok || r != callsignv1.Reason_REASON_KEY_UNKNOWN {
+		t.Fatalf("err = %v, want the back's KEY_UNKNOWN passed on", err)
+	}
+	if n := relay.runs.Load(); n != 1 {
+		t.Fatalf("the middle's handler ran %d times, want 1", n)
+	}
+	if n := iss.calls.Load(); n != 3 {
+		t.Fatalf("IssueToken calls = %d, want 3 (edge 1, middle 1 + 1 for its own retry)", n)
+	}
+	if tok, _ := edgeTS.Token(ctx, "test"); tok != edgeTok {
+		t.Fatal("the edge dropped its valid token")
 	}
 }
