@@ -610,3 +610,48 @@ func TestTokenFitsNeverPassesAnOversizedToken(t *testing.T) {
 		t.Fatalf("the sample did not straddle the limit: %d accepted, %d refused", accepted, refused)
 	}
 }
+
+// TestLogsHoldNoCredentials runs every kind of call, accepted and refused, at
+// Debug level and checks that no token, assertion or secret (nor a long
+// piece of one) reached the log.
+func TestLogsHoldNoCredentials(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var secrets []string
+	secret := e.rotateSecret("orders", false)
+	secrets = append(secrets, secret)
+	a1 := e.assertion("orders")
+	secrets = append(secrets, a1)
+	r1, err := e.auth.IssueToken(ctx, issueReq(a1, "billing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, r1.GetToken())
+	_, _ = e.auth.IssueToken(ctx, issueReq(a1, "billing")) // replay
+	r2, err := e.auth.IssueToken(ctx, secretReq("orders", secret, "billing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, r2.GetToken())
+	wrong := "cs_" + strings.Repeat("Z", 43)
+	secrets = append(secrets, wrong)
+	_, _ = e.auth.IssueToken(ctx, secretReq("orders", wrong, "billing"))
+	u := e.issueUser("edge", "user-1", "t1")
+	secrets = append(secrets, u.GetToken())
+	e.verify(r1.GetToken(), 0, "billing")
+	e.verify(r1.GetToken()+"x", 0, "billing")
+	if _, err := e.admin.RevokeToken(ctx, &callsignv1.RevokeTokenRequest{TokenId: r1.GetTokenId()}); err != nil {
+		t.Fatal(err)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "credential refused") || !strings.Contains(logs, "token issued") {
+		t.Fatalf("expected log records missing:\n%s", logs)
+	}
+	for _, s := range secrets {
+		for _, part := range strings.Split(s, ".") {
+			if len(part) >= 16 && strings.Contains(logs, part[len(part)-16:]) {
+				t.Fatalf("a credential reached the log:\n%s", logs)
+			}
+		}
+	}
+}
