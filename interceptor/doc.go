@@ -109,6 +109,29 @@
 //     central verifier could not be reached).
 //   - Internal: POLICY_INVALID.
 //
+// # Client side
+//
+// A calling service builds one [TokenSource] per credential with
+// [NewTokenSource] and [PrivateKeyJWT] (an Ed25519 key whose public half is
+// registered with callsignd) or [ClientSecret], and installs
+// [UnaryClientInterceptor] and [StreamClientInterceptor] on its connections, or
+// [PerRPCCredentials] where a grpc.CallOption fits better. The interceptors
+// attach the token for the target's audience (from [WithTargetAudience] or the
+// service's callsign.v1.service option), forward x-user-token,
+// x-correlation-id, traceparent and tracestate from the incoming context when
+// the call is made inside a handler, and set a fresh x-request-id per attempt.
+// A unary call refused with TOKEN_EXPIRED, KEY_UNKNOWN or TOKEN_REVOKED by the
+// server it called is retried once with a fresh token. At the edge,
+// [NewUserTokenSource] obtains user-context tokens and [WithUserToken] puts one
+// on the outgoing context.
+//
+// Client-side codes: Unavailable / TOKEN_UNAVAILABLE when no valid token can be
+// obtained (the error wraps an [*IssueError]); Internal when a method has no
+// audience or authorization metadata is already set; InvalidArgument for an
+// invalid [EdgeUser]; Unauthenticated when [PerRPCCredentials] sees a
+// connection without privacy and integrity and insecure transport was not
+// allowed.
+//
 // # Concurrency and cost
 //
 // Everything exported is safe for concurrent use. On the hot path (a token
