@@ -334,7 +334,7 @@ func (a *adminServer) RevokeToken(ctx context.Context, req *callsignv1.RevokeTok
 			return nil, errRequestInvalid
 		}
 	}
-	r := RevokedToken{ID: req.GetTokenId(), ExpiresAt: exp, DropAt: exp.Add(s.cfg.Skew)}
+	r := RevokedToken{ID: req.GetTokenId(), ExpiresAt: exp, DropAt: exp.Add(verifierMargin(s.cfg.Skew))}
 	if err := s.store.RevokeToken(ctx, r); err != nil {
 		return nil, s.adminError(ctx, err)
 	}
@@ -359,11 +359,11 @@ func (a *adminServer) RevokeAccountTokens(ctx context.Context, req *callsignv1.R
 		return nil, s.adminError(ctx, err)
 	}
 	// The last token issued before `before` expires at most MaxTokenLifetime
-	// later; verifiers accept it for Skew more.
+	// later; verifiers may accept it for verifierMargin more.
 	r := RevokedAccount{
 		Account:      req.GetAccountId(),
 		IssuedBefore: before,
-		DropAt:       before.Add(s.cfg.MaxTokenLifetime + s.cfg.Skew + keyReloadInterval),
+		DropAt:       before.Add(s.cfg.MaxTokenLifetime + verifierMargin(s.cfg.Skew) + keyReloadInterval),
 	}
 	if err := s.store.RevokeAccount(ctx, r); err != nil {
 		return nil, s.adminError(ctx, err)

@@ -55,8 +55,9 @@
 //
 // Signing keys are Ed25519 (default) or ES256 and move through the states of
 // DESIGN.md §4: next (published, not signing), active (signing), retired
-// (published until the last token it signed has expired, plus skew and a
-// second for replicas with a stale view), then removed. A new next key is
+// (published until the last token it signed has expired, plus twice the skew
+// (a verifier's clock may lag ours) and a second for replicas with a stale
+// view), then removed. A new next key is
 // published as soon as a key becomes active, so it has been published for a
 // whole RotationPeriod when it takes over, and never for less than
 // PublishLead (the active key signs on until then). The very first key of an
@@ -72,7 +73,7 @@
 // A token is revoked by jti until its exp, or every token of an account issued
 // before a time. Disabled accounts are published too. The records are
 // dropped by the lifecycle step once the tokens they name would have expired,
-// plus skew. The state version of GetKeys increases with every change of
+// plus twice the skew. The state version of GetKeys increases with every change of
 // keys, revocations or account status.
 //
 // # Storage

@@ -208,7 +208,7 @@ func jsonLen(s string) int {
 }
 
 // signBound is the latest exp a token signed now with k may carry: it must
-// expire (plus skew) before k leaves the published set.
+// expire (plus the verifiers' margin) before k leaves the published set.
 func (s *Service) signBound(k *SigningKey, now time.Time) time.Time {
 	if k.State == KeyActive {
 		stop := k.RetireAt
@@ -217,7 +217,7 @@ func (s *Service) signBound(k *SigningKey, now time.Time) time.Time {
 		}
 		return stop.Add(s.cfg.MaxTokenLifetime)
 	}
-	return k.RemoveAt.Add(-s.cfg.Skew - keyReloadInterval)
+	return k.RemoveAt.Add(-verifierMargin(s.cfg.Skew) - keyReloadInterval)
 }
 
 // refuse logs a refusal of an authenticated account and returns err.

@@ -648,7 +648,7 @@ func TestLogsHoldNoCredentials(t *testing.T) {
 		t.Fatalf("expected log records missing:\n%s", logs)
 	}
 	for _, s := range secrets {
-		for _, part := range strings.Split(s, ".") {
+		for part := range strings.SplitSeq(s, ".") {
 			if len(part) >= 16 && strings.Contains(logs, part[len(part)-16:]) {
 				t.Fatalf("a credential reached the log:\n%s", logs)
 			}

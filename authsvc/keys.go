@@ -181,12 +181,18 @@ type lifecycle struct {
 }
 
 // retention is how long a key stays published after it stopped signing: the
-// longest token it signed expires maxLifetime after that; verifiers accept it
-// for skew more; a process with a stale view may have signed up to
-// keyReloadInterval later.
+// longest token it signed expires maxLifetime after that; a verifier accepts
+// it until exp plus skew by its own clock, which may lag ours by the skew; a
+// process with a stale view may have signed up to keyReloadInterval later.
 func (l *lifecycle) retention() time.Duration {
-	return l.maxLifetime + l.skew + keyReloadInterval
+	return l.maxLifetime + verifierMargin(l.skew) + keyReloadInterval
 }
+
+// verifierMargin is how long after a token's exp, by our clock, a verifier may
+// still accept it: the skew it allows, plus the skew its clock may lag ours.
+// Keys and revocation records stay published for this long after the last
+// token they concern has expired.
+func verifierMargin(skew time.Duration) time.Duration { return 2 * skew }
 
 // step is one idempotent lifecycle step at now: it removes retired keys whose
 // time has come, promotes the next key when the active one is due (or rotate

@@ -40,7 +40,7 @@ func TestRotateNowKeepsThePublishedSetWithinLimits(t *testing.T) {
 		t.Fatalf("signed by an unpublished key %s", fresh.GetKeyId())
 	}
 	// The retired keys are removed after the retention; rotation resumes.
-	e.clock.Advance(e.cfg.MaxTokenLifetime + e.cfg.Skew + 2*time.Second)
+	e.clock.Advance(e.svc.life.retention() + time.Second)
 	if err := e.svc.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Tick runs one lifecycle step now, at the Service's clock: it removes retired
-// keys whose last token has expired (plus skew), promotes the next key when the
+// keys whose last token has expired (plus twice the skew), promotes the next key when the
 // active one is due and the next one has been published for PublishLead,
 // publishes a new next key, and drops revocation records and used assertion ids
 // that no longer matter. It is idempotent and holds the store's key lock, so
@@ -180,8 +180,10 @@ func (s *Service) Tick(ctx context.Context) error {
 }
 
 // RotateNow rotates the signing keys now: the next key signs, the active key
-// retires (published until its last token has expired, plus skew), and a new
-// next key is published. The next key is promoted even when it has been
+// retires (published until its last token has expired, plus twice the skew),
+// and a new next key is published. It fails when the published set would
+// exceed the largest JWKS verifiers accept (rotations in quick succession)
+// until retired keys are removed. The next key is promoted even when it has been
 // published for less than PublishLead, since an operator asked (for example
 // after a leak); verifiers that do not know it yet fetch the key set again on
 // its unknown kid. A key never signs before it is in the published set.

@@ -151,14 +151,14 @@ type SigningKey struct {
 type RevokedToken struct {
 	ID        string
 	ExpiresAt time.Time // the token's exp
-	DropAt    time.Time // ExpiresAt plus skew
+	DropAt    time.Time // ExpiresAt plus twice the skew
 }
 
 // RevokedAccount revokes an account's tokens issued before IssuedBefore.
 type RevokedAccount struct {
 	Account      string
 	IssuedBefore time.Time
-	DropAt       time.Time // when the last such token has expired, plus skew
+	DropAt       time.Time // when the last such token has expired, plus twice the skew
 }
 
 // DisabledAccount names a disabled account.
