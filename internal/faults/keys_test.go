@@ -391,8 +391,8 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Errorf("only %d distinct active keys after %d rotations", len(seen), rotations)
 	}
 
-	// The first key retired at the first rotation and is removed 12 s later
-	// (max lifetime 10 s + skew 1 s + 1 s): long gone now.
+	// The first key retired at the first rotation and is removed one
+	// retention later (max lifetime 10 s + the skew margin + 1 s): long gone.
 	for _, v := range vs {
 		if got := reasonOf(callWith(v.client(t, nil), first.GetToken())); got != "KEY_UNKNOWN" {
 			t.Errorf("a token of the removed key %s: %s, want KEY_UNKNOWN", first.GetKeyId(), got)
