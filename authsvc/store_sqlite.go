@@ -63,8 +63,9 @@ var sqliteMigrations = []string{
 // failing) and a pool of read-only connections that read consistent snapshots
 // while the writer works.
 type sqliteStore struct {
-	w *sql.DB // one connection: every write
-	r *sql.DB // read-only connections
+	w    *sql.DB // one connection: every write
+	r    *sql.DB // read-only connections
+	ckpt *sql.DB // one connection: WAL checkpoints, off the write path
 
 	// Prepared statements of the hot paths (IssueToken, Verify).
 	getAccount   *sql.Stmt
@@ -77,6 +78,7 @@ type sqliteStore struct {
 	useQueue chan *useRequest
 	stop     chan struct{}
 	stopped  chan struct{}
+	ckptDone chan struct{}
 }
 
 // useRequest is one UseAssertionID call waiting for the group commit.
@@ -95,7 +97,10 @@ const maxUseBatch = 256
 // its schema when missing and applying pending migrations. The database runs in
 // WAL mode with a busy timeout of 5 s and synchronous=NORMAL: a committed
 // change survives a crash of the process; after a crash of the machine the
-// last transactions before it may be lost. Close it with [Store.Close].
+// last transactions before it may be lost. WAL checkpoints (which write the
+// database file and sync it) run every [sqliteCheckpointInterval] on a
+// connection of their own, so that no commit waits for a disk sync. Close it
+// with [Store.Close].
 func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if path == "" {
 		return nil, errors.New("authsvc: sqlite: empty path")
@@ -114,7 +119,7 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 			"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 			"&_pragma=foreign_keys(1)&_time_format=sqlite" + extra
 	}
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=wal_autocheckpoint(0)"))
 	if err != nil {
 		return nil, fmt.Errorf("authsvc: sqlite: %w", err)
 	}
@@ -136,6 +141,13 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	st.r = r
+	ckpt, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("authsvc: sqlite: %w", err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	st.ckpt = ckpt
 	if err := st.prepare(ctx); err != nil {
 		_ = st.Close()
 		return nil, err
@@ -143,8 +155,30 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	st.useQueue = make(chan *useRequest, maxUseBatch)
 	st.stop = make(chan struct{})
 	st.stopped = make(chan struct{})
+	st.ckptDone = make(chan struct{})
 	go st.useLoop()
+	go st.checkpointLoop() //nolint:gosec // G118: the loop lives as long as the store, not as the ctx of OpenSQLite
 	return st, nil
+}
+
+// sqliteCheckpointInterval is how often the WAL is checkpointed.
+const sqliteCheckpointInterval = time.Second
+
+// checkpointLoop checkpoints the WAL (PASSIVE: it waits for no reader or
+// writer) until the store is closed. A failed checkpoint is retried at the
+// next interval; the WAL only grows meanwhile.
+func (st *sqliteStore) checkpointLoop() {
+	defer close(st.ckptDone)
+	t := time.NewTicker(sqliteCheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case <-t.C:
+			_, _ = st.ckpt.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // useLoop writes queued assertion ids, as many as are waiting (up to
@@ -760,6 +794,7 @@ func (st *sqliteStore) Close() error {
 		}
 		close(st.stop)
 		<-st.stopped
+		<-st.ckptDone
 	}
 	var errs []error
 	for _, stmt := range []*sql.Stmt{st.getAccount, st.useAssertion, st.tokenRevoked} {
@@ -769,6 +804,11 @@ func (st *sqliteStore) Close() error {
 	}
 	if st.r != nil {
 		errs = append(errs, st.r.Close())
+	}
+	if st.ckpt != nil {
+		// A last full checkpoint, so that the database file is complete.
+		_, _ = st.ckpt.ExecContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`)
+		errs = append(errs, st.ckpt.Close())
 	}
 	errs = append(errs, st.w.Close())
 	return errors.Join(errs...)
