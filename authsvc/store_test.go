@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -505,5 +506,33 @@ func TestSQLiteTwoReplicas(t *testing.T) {
 				t.Errorf("cross-replica verification: %v", r.GetReason())
 			}
 		}
+	}
+}
+
+// TestSQLiteCheckpointsOnClose: the store's own checkpointing leaves a
+// complete database file: after Close the WAL is empty.
+func TestSQLiteCheckpointsOnClose(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := st.CreateAccount(ctx, &Account{ID: fmt.Sprintf("a%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no WAL while open: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode: %v %v", fi.Mode(), err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Fatalf("WAL of %d bytes left after Close", fi.Size())
 	}
 }
