@@ -301,6 +301,7 @@ const (
 	vCold        = "callsign-cold"
 	vCentral     = "callsign-central"
 	vCentralWarm = "callsign-central-warm"
+	vNoExpiry    = "callsign-warm-noexpiry" // streams not ended at token expiry
 )
 
 // interceptors are one variant's server interceptors; nil for bare.
@@ -339,6 +340,9 @@ func newVariant(tb testing.TB, f *fixture, name string) interceptors {
 			ts = &rotatingSource{pool: f.coldTokens(tb)}
 		}
 		return interceptors{unary: srv.UnaryServerInterceptor(), stream: srv.StreamServerInterceptor(), tokens: ts}
+	case vNoExpiry:
+		srv := f.callsignServer(tb, interceptor.WithStreamExpiry(false))
+		return interceptors{unary: srv.UnaryServerInterceptor(), stream: srv.StreamServerInterceptor(), tokens: warm}
 	case vCentral, vCentralWarm:
 		srv := f.centralServer(tb)
 		ts := warm

@@ -81,6 +81,14 @@ func BenchmarkPaired(b *testing.B) {
 			}
 		}
 	}
+	// What ending streams at token expiry costs per stream: callsign warm
+	// with WithStreamExpiry(false) against the pass-through interceptor.
+	for _, tr := range []string{tTCP, tBufconn} {
+		b.Run("stream-"+tr+"/"+vNoExpiry+"-vs-"+vPass, func(b *testing.B) {
+			warm, other := newRPC(b, tr, vNoExpiry), newRPC(b, tr, vPass)
+			pairedRatio(b, func() error { return warm.stream(ctx) }, func() error { return other.stream(ctx) })
+		})
+	}
 	b.Run("verify/callsign-vs-ed25519", func(b *testing.B) {
 		f := getFixture(b)
 		pool := f.coldTokens(b)

@@ -351,6 +351,10 @@ func checks() []check {
 			}
 		}
 	}
+	for _, tr := range []string{"tcp", "bufconn"} {
+		cs = append(cs, paired("stream "+tr+": callsign warm, no stream expiry / pass-through, interleaved",
+			"Paired/stream-"+tr+"/callsign-warm-noexpiry-vs-passthrough", "", 0))
+	}
 	cs = append(cs, paired("cold verification: callsign / ed25519.Verify, interleaved", "Paired/verify/callsign-vs-ed25519", "<=", 1.3))
 	for _, tr := range []string{"tcp", "bufconn"} {
 		u := "Unary/" + tr + "/"
