@@ -262,8 +262,8 @@ var (
 
 // parseAccountJWK parses an account's public key: a JSON object of at most 4096
 // bytes, without duplicate members, with exactly kty "OKP", crv "Ed25519" and x
-// (32 bytes, canonical base64url), and optionally kid, alg "EdDSA" and use
-// "sig". Every other member (in particular the private "d") is refused. The kid
+// (32 bytes, canonical base64url, a point of the curve not of small order), and
+// optionally kid, alg "EdDSA" and use "sig". Every other member (in particular the private "d") is refused. The kid
 // is kid when set (and must equal the JWK's kid when both are), else the JWK's
 // kid, else the RFC 7638 thumbprint.
 func parseAccountJWK(jwk, kid string) (string, ed25519.PublicKey, error) {
@@ -316,6 +316,12 @@ func parseAccountJWK(jwk, kid string) (string, ed25519.PublicKey, error) {
 	}
 	if !validKeyID(kid) {
 		return "", nil, errKIDInvalid
+	}
+	// x must be a point of the curve, and not of small order: under a key of
+	// small order (the identity, for one) anyone can forge an assertion. The
+	// key set rules of the verifiers check exactly that.
+	if _, err := token.NewKeySet(token.EdDSA, []token.Key{{ID: kid, Algorithm: token.EdDSA, Public: ed25519.PublicKey(pub)}}); err != nil {
+		return "", nil, errJWKInvalid
 	}
 	return kid, ed25519.PublicKey(pub), nil
 }
