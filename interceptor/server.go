@@ -387,7 +387,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string, typ token.Type, au
 		Audience:    aud,
 		Type:        typ,
 		Now:         now,
-		Skew:        s.cfg.skew,
+		Skew:        tokenSkew(s.cfg.skew),
 		MaxLifetime: s.cfg.maxLifetime,
 	})
 	if err != nil {
@@ -397,6 +397,13 @@ func (s *Server) verifyToken(ctx context.Context, raw string, typ token.Type, au
 	s.cache.put(raw, v, claims.Expiry)
 	s.metrics.verified(s.clock.Now().Sub(now))
 	return v, snap, callsignv1.Reason_REASON_UNSPECIFIED
+}
+
+// tokenSkew is skew as [token.Expect] takes it. There zero means the default
+// of 30 s, so a skew configured as zero is passed as one nanosecond, the
+// smallest skew it takes.
+func tokenSkew(skew time.Duration) time.Duration {
+	return max(skew, time.Nanosecond)
 }
 
 // headerListSize is the size of the incoming header list as HTTP/2 counts it.
