@@ -279,7 +279,9 @@ func (s *Service) authenticateAssertion(ctx context.Context, raw string, now tim
 	case acct.Disabled:
 		return nil, "account disabled", nil
 	}
-	fresh, err := s.store.UseAssertionID(ctx, acct.ID, ac.ID, ac.Expiry.Add(s.cfg.Skew))
+	// Kept as long as any replica may accept the assertion: until exp plus the
+	// skew, by a clock that may lag ours by the skew.
+	fresh, err := s.store.UseAssertionID(ctx, acct.ID, ac.ID, ac.Expiry.Add(verifierMargin(s.cfg.Skew)))
 	if err != nil {
 		return nil, "", err
 	}
