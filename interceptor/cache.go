@@ -1,6 +1,7 @@
 package interceptor
 
 import (
+	"crypto"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -10,10 +11,11 @@ import (
 )
 
 // verified is the immutable result of verifying one token: the claims that
-// the policy and the context accessors need, and the kid that signed it.
+// the policy and the context accessors need, and the key that signed it.
 type verified struct {
 	typ      token.Type
 	kid      string
+	pub      crypto.PublicKey // the key set's public key of kid (nil when verified centrally)
 	subject  string
 	id       string
 	scopes   []string
@@ -49,6 +51,13 @@ func newVerified(c token.Claims, kid string) *verified {
 }
 
 func (v *verified) hasScope(s string) bool { return slices.Contains(v.scopes, s) }
+
+// signedBy reports whether k is the key that verified v: the same kid and the
+// same public key (a key set may publish another key under a kid it reuses).
+func (v *verified) signedBy(k token.Key) bool {
+	pub, ok := v.pub.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.ID == v.kid && pub.Equal(k.Public)
+}
 
 // cacheShards splits the cache to keep lock contention low under parallel
 // load. A power of two.

@@ -356,7 +356,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string, typ token.Type, au
 	}
 	if v := s.cache.get(raw, typ, now); v != nil {
 		// The key that signed it must still be published.
-		if _, ok := snap.lookup(v.kid); ok {
+		if k, ok := snap.lookup(v.kid); ok && v.signedBy(k) {
 			s.metrics.cacheLookup(true)
 			return v, snap, callsignv1.Reason_REASON_UNSPECIFIED
 		}
@@ -394,6 +394,7 @@ func (s *Server) verifyToken(ctx context.Context, raw string, typ token.Type, au
 		return nil, snap, tokenReason(err)
 	}
 	v := newVerified(claims, key.ID) // the key set's copy of the kid: one string less per cached token
+	v.pub = key.Public
 	s.cache.put(raw, v, claims.Expiry)
 	s.metrics.verified(s.clock.Now().Sub(now))
 	return v, snap, callsignv1.Reason_REASON_UNSPECIFIED
