@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/callsign-dev/callsign/interceptor"
+	"github.com/callsign-dev/callsign/internal/conformance"
 	"github.com/callsign-dev/callsign/internal/token"
 )
 
@@ -27,34 +28,7 @@ import (
 // next to the repository, never copied into it; the tests skip without them.
 
 // conformanceDir returns the directory of the vectors, or skips the test.
-func conformanceDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("CALLSIGN_CONFORMANCE_DIR"); d != "" {
-		if _, err := os.Stat(d); err != nil {
-			t.Fatalf("CALLSIGN_CONFORMANCE_DIR: %v", err)
-		}
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test: conformance vectors not located")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "conformance")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("conformance vectors absent (set CALLSIGN_CONFORMANCE_DIR): %v", err)
-	}
-	return d
-}
+func conformanceDir(t testing.TB) string { return conformance.Dir(t) }
 
 // vector is one serialized JWS (or JWE, or JWK) from the external files, with
 // the keys of its group.

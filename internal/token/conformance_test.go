@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
+	vectors "github.com/callsign-dev/callsign/internal/conformance"
 )
 
 // The conformance suite runs every Wycheproof JWS, JWE and JWK vector and
@@ -53,29 +54,7 @@ import (
 //     r||s) vectors run through VerifySignature with the key checked by the
 //     key loader's rules; accepted exactly when Wycheproof says valid.
 
-func conformanceDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("CALLSIGN_CONFORMANCE_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for root := wd; ; root = filepath.Dir(root) {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				dir = filepath.Join(root, "..", "shared", "conformance")
-				break
-			}
-			if filepath.Dir(root) == root {
-				t.Skip("no go.mod above the working directory")
-			}
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "wycheproof", "OVERRIDES.json")); err != nil {
-		t.Skipf("conformance folder %s absent", dir)
-	}
-	return dir
-}
+func conformanceDir(t *testing.T) string { return vectors.Dir(t) }
 
 func readJSON(t *testing.T, path string, v any) {
 	t.Helper()
