@@ -302,6 +302,7 @@ const (
 	vCentral     = "callsign-central"
 	vCentralWarm = "callsign-central-warm"
 	vNoExpiry    = "callsign-warm-noexpiry" // streams not ended at token expiry
+	vPassAuth    = "passthrough-authonly"   // pass-through; the client sends authorization only
 )
 
 // interceptors are one variant's server interceptors; nil for bare.
@@ -310,6 +311,9 @@ type interceptors struct {
 	stream grpc.StreamServerInterceptor
 	// tokens is the client's token source: fixed (warm) or rotating (cold).
 	tokens interceptor.TokenSource
+	// authOnly, when set, replaces callsign's client interceptor with one
+	// that attaches only this authorization value.
+	authOnly string
 }
 
 // newVariant builds the server interceptors of a variant.
@@ -340,6 +344,8 @@ func newVariant(tb testing.TB, f *fixture, name string) interceptors {
 			ts = &rotatingSource{pool: f.coldTokens(tb)}
 		}
 		return interceptors{unary: srv.UnaryServerInterceptor(), stream: srv.StreamServerInterceptor(), tokens: ts}
+	case vPassAuth:
+		return interceptors{unary: passUnary, stream: passStream, authOnly: "Bearer " + f.warm}
 	case vNoExpiry:
 		srv := f.callsignServer(tb, interceptor.WithStreamExpiry(false))
 		return interceptors{unary: srv.UnaryServerInterceptor(), stream: srv.StreamServerInterceptor(), tokens: warm}
@@ -579,7 +585,14 @@ func startRPC(tb testing.TB, transport string, v interceptors, variant string) *
 	testv1.RegisterTestServiceServer(gs, testService{})
 
 	copts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if v.tokens != nil {
+	switch {
+	case v.authOnly != "":
+		copts = append(copts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", v.authOnly), method, req, reply, cc, opts...)
+		}), grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(metadata.AppendToOutgoingContext(ctx, "authorization", v.authOnly), desc, cc, method, opts...)
+		}))
+	case v.tokens != nil:
 		copts = append(copts,
 			grpc.WithUnaryInterceptor(interceptor.UnaryClientInterceptor(v.tokens)),
 			grpc.WithStreamInterceptor(interceptor.StreamClientInterceptor(v.tokens)))

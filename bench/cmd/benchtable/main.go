@@ -355,6 +355,11 @@ func checks() []check {
 		cs = append(cs, paired("stream "+tr+": callsign warm, no stream expiry / pass-through, interleaved",
 			"Paired/stream-"+tr+"/callsign-warm-noexpiry-vs-passthrough", "", 0))
 	}
+	for _, tr := range []string{"tcp", "bufconn"} {
+		cs = append(cs,
+			paired("unary "+tr+": pass-through with callsign's metadata / bare, interleaved", "Paired/unary-"+tr+"/passthrough-vs-bare", "", 0),
+			paired("unary "+tr+": pass-through with authorization only / bare, interleaved", "Paired/unary-"+tr+"/passthrough-authonly-vs-bare", "", 0))
+	}
 	cs = append(cs, paired("cold verification: callsign / ed25519.Verify, interleaved", "Paired/verify/callsign-vs-ed25519", "<=", 1.3))
 	for _, tr := range []string{"tcp", "bufconn"} {
 		u := "Unary/" + tr + "/"
