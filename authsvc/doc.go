@@ -35,8 +35,8 @@
 // signed with EdDSA by one of the account's unexpired keys (found by kid),
 // with iss = sub = the account, aud = the issuer id, exp at most
 // [MaxAssertionAhead] (plus skew) ahead and a jti used once: the jti is recorded in the
-// store until the assertion's exp plus skew, atomically, so that of concurrent
-// replays exactly one passes. A correctly signed assertion is spent even when
+// store until the assertion's exp plus twice the skew (a replica's clock may lag
+// by the skew), atomically, so that of concurrent replays exactly one passes. A correctly signed assertion is spent even when
 // the request is then refused for lack of a grant. Unknown accounts, wrong
 // keys or secrets, expired credentials, malformed or replayed assertions and
 // disabled accounts all take the same path (with a signature check or hash
