@@ -165,7 +165,8 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 
 // StreamServerInterceptor verifies each stream once, when it opens. Unless
 // [WithStreamExpiry] turned it off, the stream ends with Unauthenticated /
-// TOKEN_EXPIRED once its service token expires (exp plus the allowed skew):
+// TOKEN_EXPIRED once its service token, or the user token sent with it,
+// expires (exp plus the allowed skew):
 // the handler's context is cancelled, its SendMsg and RecvMsg fail from then
 // on, and the status is sent at once, even while the handler is blocked in
 // RecvMsg. To do so the handler runs in a goroutine of its own; a panic in it

@@ -89,7 +89,7 @@ type handlerResult struct {
 }
 
 // serveExpiring runs handler with a stream that ends when svc expires (exp plus
-// the allowed skew). The handler runs in its own goroutine so that the stream
+// the allowed skew), or the user token that came with it, whichever is first. The handler runs in its own goroutine so that the stream
 // can end on time even when the handler is blocked in RecvMsg on an idle
 // client: the interceptor then returns TOKEN_EXPIRED, grpc writes the status
 // and cancels the stream, which unblocks the handler. A panic of the handler
@@ -100,7 +100,12 @@ func (s *Server) serveExpiring(ctx context.Context, srv any, ss grpc.ServerStrea
 	defer cancel()
 	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}, errs: s.errs}
 	expired := make(chan struct{})
-	stop := s.clock.AfterFunc(svc.expiry.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
+	deadline := svc.expiry
+	if ci, ok := ctx.Value(identityKey{}).(*callIdentity); ok && ci.user != nil && ci.user.expiry.Before(deadline) {
+		// A stream that runs on behalf of a user ends with the user's token too.
+		deadline = ci.user.expiry
+	}
+	stop := s.clock.AfterFunc(deadline.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
 		ws.expired.Store(true)
 		cancel()
 		close(expired)

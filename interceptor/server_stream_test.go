@@ -188,3 +188,29 @@ func TestStreamHandlerPanicReachesInterceptors(t *testing.T) {
 		t.Fatalf("recovered %v", p)
 	}
 }
+
+// TestStreamEndsWhenUserTokenExpires: a stream opened on behalf of a user ends
+// with TOKEN_EXPIRED when the user token expires, even though the service token
+// is still valid.
+func TestStreamEndsWhenUserTokenExpires(t *testing.T) {
+	e := newSrvEnv(t, srvEnvConfig{})
+	svcTok := e.svcToken("orders", "test.read")
+	e.clock.Advance(2 * time.Minute) // the user token is minted later, but expires first below
+	uc := srvUserClaims(e.clock.Now(), "u1", "t1")
+	uc.Expiry = e.clock.Now().Add(time.Minute)
+	cs := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "BidiStream",
+		srvMD(MDAuthorization, srvBearer(svcTok), MDUserToken, e.keys.sign(t, uc)))
+	var m testv1.BidiStreamResponse
+	if err := cs.SendMsg(&testv1.BidiStreamRequest{Payload: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.RecvMsg(&m); err != nil || m.GetPayload() != "one" {
+		t.Fatalf("echo %q, %v", m.GetPayload(), err)
+	}
+	e.clock.Advance(time.Minute + DefaultSkew) // user token expired; service token has 2 min left
+	_ = cs.SendMsg(&testv1.BidiStreamRequest{Payload: "two"})
+	err := cs.RecvMsg(&m)
+	if _, reason := srvReason(t, err); reason != "TOKEN_EXPIRED" {
+		t.Fatalf("after the user token expired: %v", err)
+	}
+}
