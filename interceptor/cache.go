@@ -14,6 +14,7 @@ import (
 // the policy and the context accessors need, and the key that signed it.
 type verified struct {
 	typ      token.Type
+	central  bool // verified by AuthService.Verify; next to typ, so that the struct fits 208 bytes
 	kid      string
 	pub      crypto.PublicKey // the key set's public key of kid (nil when verified centrally)
 	subject  string
@@ -24,7 +25,6 @@ type verified struct {
 	actor    string
 	expiry   time.Time
 	issuedAt time.Time
-	central  bool // verified by AuthService.Verify
 
 	// svcIdentity is the context value of a call that carries this service
 	// token and no user token, built once.
