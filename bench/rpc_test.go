@@ -56,13 +56,13 @@ func BenchmarkStream(b *testing.B) {
 	}
 }
 
-// Parallel: unary RPCs from 4×GOMAXPROCS goroutines on one TCP connection;
+// Parallel: unary RPCs from 32×GOMAXPROCS goroutines on one TCP connection;
 // ns/op is wall time per call, so throughput is its inverse (calls/s).
 func BenchmarkParallel(b *testing.B) {
 	for _, v := range []string{vBare, vPass, vAuthz, vJWX, vJWT, vWarm} {
 		b.Run(v, func(b *testing.B) {
 			r := newRPC(b, tTCP, v)
-			b.SetParallelism(4)
+			b.SetParallelism(parallelClients)
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu := startCPU()
