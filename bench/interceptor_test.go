@@ -75,7 +75,7 @@ func BenchmarkServerInterceptor(b *testing.B) {
 			}
 			ctxs := make([]context.Context, len(toks))
 			for i, t := range toks {
-				ctxs[i] = incoming(t, methodUnary)
+				ctxs[i] = incoming(t, methodUnary) //nolint:fatcontext // each is built from context.Background, none nests another
 			}
 			if _, err := iv.unary(ctxs[0], req, info, okHandler); err != nil {
 				b.Fatal(err)
@@ -201,7 +201,7 @@ func BenchmarkClient(b *testing.B) {
 	for _, name := range []string{"static", "live"} {
 		b.Run(name, func(b *testing.B) {
 			f := getFixture(b)
-			var ts interceptor.TokenSource = interceptor.StaticTokenSource(map[string]string{audience: f.warm})
+			ts := interceptor.StaticTokenSource(map[string]string{audience: f.warm})
 			cnt := &countingIssuer{inner: callsignv1.NewAuthServiceClient(f.dialAuth(b))}
 			if name == "live" {
 				live, err := interceptor.NewTokenSource(cnt, interceptor.PrivateKeyJWT(caller, f.ordersKey, f.ordersKID, issuer),

@@ -17,6 +17,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,12 +67,13 @@ func run(count int, benchtime, bench, once, out, pkg string) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "bench.test")
-	build := exec.Command("go", "test", "-c", "-o", bin, pkg)
+	ctx := context.Background()
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, pkg) //nolint:gosec // G204: the go tool on the package named by -pkg
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building the benchmarks: %w", err)
 	}
-	names, err := listBenchmarks(bin)
+	names, err := listBenchmarks(ctx, bin)
 	if err != nil {
 		return err
 	}
@@ -98,8 +100,8 @@ func run(count int, benchtime, bench, once, out, pkg string) error {
 		} else {
 			fmt.Fprintf(os.Stderr, "round %d of %d (%s elapsed)\n", round+1, count, time.Since(start).Round(time.Second))
 		}
-		cmd := exec.Command(bin, "-test.run=^$", "-test.bench="+pattern, "-test.benchtime="+benchtime,
-			"-test.benchmem", "-test.timeout=20m")
+		args := []string{"-test.run=^$", "-test.bench=" + pattern, "-test.benchtime=" + benchtime, "-test.benchmem", "-test.timeout=20m"}
+		cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // G204: the test binary built above, with the -bench and -benchtime of the command line
 		cmd.Dir = pkgDir(pkg)
 		var buf bytes.Buffer
 		cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
@@ -126,7 +128,7 @@ func run(count int, benchtime, bench, once, out, pkg string) error {
 		}
 	}
 	if out != "" {
-		if err := os.WriteFile(out, raw.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(out, raw.Bytes(), 0o600); err != nil {
 			return err
 		}
 	}
@@ -150,8 +152,8 @@ func pkgDir(pkg string) string {
 }
 
 // listBenchmarks returns the top-level benchmarks of the test binary.
-func listBenchmarks(bin string) ([]string, error) {
-	outb, err := exec.Command(bin, "-test.list=^Benchmark").Output()
+func listBenchmarks(ctx context.Context, bin string) ([]string, error) {
+	outb, err := exec.CommandContext(ctx, bin, "-test.list=^Benchmark").Output()
 	if err != nil {
 		return nil, fmt.Errorf("listing the benchmarks: %w", err)
 	}
