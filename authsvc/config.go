@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/callsign-dev/callsign/internal/token"
 )
 
 // Defaults of DESIGN.md §9.
@@ -461,7 +463,6 @@ func GenerateAccountKey() (ed25519.PrivateKey, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("authsvc: %w", err)
 	}
-	x := base64.RawURLEncoding.EncodeToString(pub)
-	kid := ed25519Thumbprint(x)
-	return priv, `{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"` + kid + `"}`, nil
+	kid := token.Thumbprint(pub)
+	return priv, token.MarshalAccountPublicKey(pub, kid), nil
 }

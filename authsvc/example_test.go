@@ -84,6 +84,6 @@ func ExampleGenerateAccountKey() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(priv), strings.HasPrefix(jwk, `{"kty":"OKP","crv":"Ed25519","x":"`))
+	fmt.Println(len(priv), strings.HasPrefix(jwk, `{"kty":"OKP","crv":"Ed25519","kid":"`))
 	// Output: 64 true
 }

@@ -3,7 +3,6 @@ package authsvc
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -312,7 +311,7 @@ func parseAccountJWK(jwk, kid string) (string, ed25519.PublicKey, error) {
 	case kid == "" && hasKID:
 		kid = jwkKID
 	case kid == "":
-		kid = ed25519Thumbprint(x)
+		kid = token.Thumbprint(pub)
 	}
 	if !validKeyID(kid) {
 		return "", nil, errKIDInvalid
@@ -324,12 +323,6 @@ func parseAccountJWK(jwk, kid string) (string, ed25519.PublicKey, error) {
 		return "", nil, errJWKInvalid
 	}
 	return kid, ed25519.PublicKey(pub), nil
-}
-
-// ed25519Thumbprint is the RFC 7638 thumbprint of an Ed25519 JWK (RFC 8037 §2).
-func ed25519Thumbprint(x string) string {
-	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // flatJSONObject decodes a JSON object whose members are all strings, refusing

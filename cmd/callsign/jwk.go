@@ -3,24 +3,11 @@ package main
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-)
 
-// privateJWK is an Ed25519 key as a JWK (RFC 8037): the file format of a
-// service account's private key (callsignd --dev writes the same format).
-type privateJWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	Kid string `json:"kid,omitempty"`
-	Alg string `json:"alg,omitempty"`
-	X   string `json:"x"`
-	D   string `json:"d,omitempty"`
-}
+	"github.com/callsign-dev/callsign/internal/token"
+)
 
 // accountKey is a loaded private key with the kid its assertions carry.
 type accountKey struct {
@@ -56,28 +43,9 @@ func loadAccountKey(path string) (accountKey, error) {
 // parsePrivateJWK decodes an Ed25519 private JWK and checks that its x matches
 // its d.
 func parsePrivateJWK(data []byte) (accountKey, error) {
-	var j privateJWK
-	if err := json.Unmarshal(data, &j); err != nil {
-		return accountKey{}, errors.New("not a JSON JWK: pass the private key file written by 'callsign keys keygen' or callsignd --dev")
-	}
-	if j.Kty != "OKP" || j.Crv != "Ed25519" {
-		return accountKey{}, errors.New("not an Ed25519 JWK (kty OKP, crv Ed25519)")
-	}
-	if j.D == "" {
-		return accountKey{}, errors.New("holds no private key (member d): pass the private JWK, not the public one")
-	}
-	seed, err := base64.RawURLEncoding.Strict().DecodeString(j.D)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return accountKey{}, errors.New("member d is not a 32-byte base64url Ed25519 seed")
-	}
-	priv := ed25519.NewKeyFromSeed(seed)
-	pub, _ := priv.Public().(ed25519.PublicKey)
-	if j.X != "" && b64(pub) != j.X {
-		return accountKey{}, errors.New("member x does not match member d")
-	}
-	kid := j.Kid
-	if kid == "" {
-		kid = thumbprint(pub)
+	priv, kid, err := token.ParseAccountKey(data)
+	if err != nil {
+		return accountKey{}, fmt.Errorf("%w: pass the private key file written by 'callsign keys keygen' or callsignd --dev", err)
 	}
 	return accountKey{kid: kid, priv: priv}, nil
 }
@@ -90,7 +58,7 @@ func newAccountKey(kid string) (accountKey, error) {
 		return accountKey{}, err
 	}
 	if kid == "" {
-		kid = thumbprint(priv.Public().(ed25519.PublicKey)) //nolint:forcetypeassert // always for ed25519
+		kid = token.Thumbprint(priv.Public().(ed25519.PublicKey)) //nolint:forcetypeassert // always for ed25519
 	}
 	return accountKey{kid: kid, priv: priv}, nil
 }
@@ -101,20 +69,10 @@ func (k accountKey) public() ed25519.PublicKey {
 
 // privateJSON is the private JWK document (with d): keep it secret.
 func (k accountKey) privateJSON() ([]byte, error) {
-	b, err := json.MarshalIndent(privateJWK{Kty: "OKP", Crv: "Ed25519", Kid: k.kid, Alg: "EdDSA", X: b64(k.public()), D: b64(k.priv.Seed())}, "", "  ")
-	return append(b, '\n'), err
+	return token.MarshalAccountKey(k.priv, k.kid)
 }
 
 // publicJSON is the public JWK (kty, crv, kid, x) to register with callsignd.
 func (k accountKey) publicJSON() string {
-	b, _ := json.Marshal(privateJWK{Kty: "OKP", Crv: "Ed25519", Kid: k.kid, X: b64(k.public())})
-	return string(b)
+	return token.MarshalAccountPublicKey(k.public(), k.kid)
 }
-
-// thumbprint is the RFC 7638 thumbprint of an Ed25519 public key.
-func thumbprint(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + b64(pub) + `"}`))
-	return b64(sum[:])
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -228,12 +229,12 @@ func TestKeygen(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
 	}
-	var pub privateJWK
+	var pub struct{ Kid, X, D string }
 	if err := json.Unmarshal([]byte(r.stdout), &pub); err != nil || pub.D != "" || pub.Kid != "k1" || pub.X == "" {
 		t.Fatalf("public JWK %q (err %v)", r.stdout, err)
 	}
 	k, err := loadAccountKey(path)
-	if err != nil || k.kid != "k1" || b64(k.public()) != pub.X {
+	if err != nil || k.kid != "k1" || base64.RawURLEncoding.EncodeToString(k.public()) != pub.X {
 		t.Fatalf("private key does not match: %v", err)
 	}
 	wantFail(t, exitError, "never overwrites", cs(t, nil, "", "keys", "keygen", "--out", path))

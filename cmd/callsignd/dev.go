@@ -3,14 +3,14 @@ package main
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/callsign-dev/callsign/internal/token"
 )
 
 // Files in the data directory.
@@ -134,16 +134,6 @@ func writeFileExcl(path string, data []byte) error {
 	return os.Link(name, path)
 }
 
-// privateJWK is an Ed25519 private key as a JWK (RFC 8037).
-type privateJWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg,omitempty"`
-	X   string `json:"x"`
-	D   string `json:"d,omitempty"`
-}
-
 // devCredential is the key of one development account.
 type devCredential struct {
 	accountID string
@@ -178,15 +168,11 @@ func loadOrCreateCredential(dir, accountID string) (devCredential, error) {
 	if err != nil {
 		return devCredential{}, err
 	}
-	pub := priv.Public().(ed25519.PublicKey) //nolint:forcetypeassert // always for ed25519
-	doc, err := json.MarshalIndent(privateJWK{
-		Kty: "OKP", Crv: "Ed25519", Kid: cred.kid, Alg: "EdDSA",
-		X: b64(pub), D: b64(priv.Seed()),
-	}, "", "  ")
+	doc, err := token.MarshalAccountKey(priv, cred.kid)
 	if err != nil {
 		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
 	}
-	if err := writeFileExcl(path, append(doc, '\n')); err != nil {
+	if err := writeFileExcl(path, doc); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another callsignd on the same directory was first: use its key.
 			return loadOrCreateCredential(dir, accountID)
@@ -198,40 +184,13 @@ func loadOrCreateCredential(dir, accountID string) (devCredential, error) {
 
 func newDevCredential(accountID, path string, priv ed25519.PrivateKey) (devCredential, error) {
 	pub := priv.Public().(ed25519.PublicKey) //nolint:forcetypeassert // always for ed25519
-	kid := thumbprint(pub)
-	doc, err := json.Marshal(privateJWK{Kty: "OKP", Crv: "Ed25519", Kid: kid, X: b64(pub)})
-	if err != nil {
-		return devCredential{}, fmt.Errorf("credential %s: %w", accountID, err)
-	}
-	return devCredential{accountID: accountID, kid: kid, publicJWK: string(doc), path: path}, nil
+	kid := token.Thumbprint(pub)
+	return devCredential{accountID: accountID, kid: kid, publicJWK: token.MarshalAccountPublicKey(pub, kid), path: path}, nil
 }
 
 // parsePrivateJWK reads an Ed25519 private JWK and checks that its public
 // half matches its seed.
 func parsePrivateJWK(data []byte) (ed25519.PrivateKey, error) {
-	var j privateJWK
-	if err := json.Unmarshal(data, &j); err != nil {
-		return nil, errors.New("not a JSON JWK")
-	}
-	if j.Kty != "OKP" || j.Crv != "Ed25519" {
-		return nil, errors.New("not an Ed25519 JWK (kty OKP, crv Ed25519)")
-	}
-	seed, err := base64.RawURLEncoding.Strict().DecodeString(j.D)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, errors.New("member d is not a 32-byte base64url Ed25519 seed")
-	}
-	priv := ed25519.NewKeyFromSeed(seed)
-	if b64(priv.Public().(ed25519.PublicKey)) != j.X { //nolint:forcetypeassert // always for ed25519
-		return nil, errors.New("member x does not match member d")
-	}
-	return priv, nil
+	priv, _, err := token.ParseAccountKey(data)
+	return priv, err
 }
-
-// thumbprint is the RFC 7638 JWK thumbprint of an Ed25519 public key: the
-// SHA-256 of the required members in lexicographic order, base64url.
-func thumbprint(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + b64(pub) + `"}`))
-	return b64(sum[:])
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -9,7 +9,6 @@ package kit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,6 +28,7 @@ import (
 
 	callsignv1 "github.com/callsign-dev/callsign/gen/callsign/v1"
 	"github.com/callsign-dev/callsign/interceptor"
+	"github.com/callsign-dev/callsign/internal/token"
 )
 
 // Flags are the flags every shop service takes.
@@ -134,21 +134,11 @@ func LoadKey(path string) (ed25519.PrivateKey, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("read the service account's key: %w (callsignd --dev writes it to <data-dir>/credentials/<account>.jwk; pass --key)", err)
 	}
-	var j struct {
-		Kty, Crv, Kid, X, D string
+	key, kid, err := token.ParseAccountKey(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
-	if err := json.Unmarshal(data, &j); err != nil || j.Kty != "OKP" || j.Crv != "Ed25519" {
-		return nil, "", fmt.Errorf("%s is not an Ed25519 JWK", path)
-	}
-	seed, err := base64.RawURLEncoding.DecodeString(j.D)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, "", fmt.Errorf("%s holds no Ed25519 private key (member d)", path)
-	}
-	key := ed25519.NewKeyFromSeed(seed)
-	if j.Kid == "" {
-		return nil, "", fmt.Errorf("%s has no kid", path)
-	}
-	return key, j.Kid, nil
+	return key, kid, nil
 }
 
 // AuditLine is the JSON line the shop's audit sink writes to standard output

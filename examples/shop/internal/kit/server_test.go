@@ -15,6 +15,7 @@ import (
 
 	shopv1 "github.com/callsign-dev/callsign/examples/shop/gen/shop/v1"
 	"github.com/callsign-dev/callsign/interceptor"
+	"github.com/callsign-dev/callsign/internal/token"
 )
 
 func staticKeys(t *testing.T) interceptor.KeySource {
@@ -65,9 +66,13 @@ func TestLoadKey(t *testing.T) {
 	if err != nil || kid != "k1" || !key.Equal(priv) {
 		t.Fatalf("LoadKey: kid %q, err %v", kid, err)
 	}
+	// Without a kid, the key's RFC 7638 thumbprint names it.
+	nokid := write("nokid.jwk", `{"kty":"OKP","crv":"Ed25519","d":"`+b64(priv.Seed())+`"}`)
+	if _, kid, err := LoadKey(nokid); err != nil || kid != token.Thumbprint(priv.Public().(ed25519.PublicKey)) {
+		t.Errorf("a key without kid: kid %q, %v", kid, err)
+	}
 	for name, doc := range map[string]string{
 		"public.jwk": `{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"` + b64(priv.Public().(ed25519.PublicKey)) + `"}`,
-		"nokid.jwk":  `{"kty":"OKP","crv":"Ed25519","d":"` + b64(priv.Seed()) + `"}`,
 		"rsa.jwk":    `{"kty":"RSA","kid":"k1"}`,
 		"junk.jwk":   `not json`,
 	} {
