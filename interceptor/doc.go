@@ -54,9 +54,13 @@
 //
 // A stream is verified once, when it opens. Unless [WithStreamExpiry] turns it
 // off, it ends with Unauthenticated / TOKEN_EXPIRED when the service token that
-// opened it expires (exp plus the allowed skew), even while its handler waits
-// for a message: the handler's context is cancelled and its further sends and
-// receives fail. The expiry is timed on the server's [Clock].
+// opened it, or the user token sent with it, expires (exp plus the allowed
+// skew), even while its handler waits for a message: the handler's context is
+// cancelled and its further sends and receives fail. The expiry is timed on
+// the server's [Clock]. Revocation and account status are checked again on
+// every message: a stream whose token was revoked, or whose account was
+// disabled, since it opened ends at its next message with TOKEN_REVOKED or
+// ACCOUNT_DISABLED (USER_TOKEN_INVALID for its user token).
 //
 // # Key sources
 //

@@ -14,8 +14,9 @@ import (
 )
 
 // expiringStream ends a stream once the service token that opened it has
-// expired. From the expiry on, SendMsg, RecvMsg and the header and trailer
-// methods fail with Unauthenticated / TOKEN_EXPIRED without touching the
+// expired, or at its next message once its tokens were revoked. From then on,
+// SendMsg, RecvMsg and the header and trailer methods fail with the reason
+// (TOKEN_EXPIRED, TOKEN_REVOKED, ...) without touching the
 // underlying stream; the mutex makes sure that none of them is still inside
 // the underlying stream when the interceptor returns and grpc writes the
 // status.
@@ -23,7 +24,35 @@ type expiringStream struct {
 	identityStream
 	mu      sync.Mutex // held around calls into the underlying stream that write
 	expired atomic.Bool
+	reason  atomic.Int32 // why the stream ended, once expired is set
 	errs    statusErrors
+	srv     *Server
+	cancel  context.CancelFunc
+	once    sync.Once
+	gone    chan struct{} // closed when the stream ends
+}
+
+// end ends the stream for reason r, once.
+func (w *expiringStream) end(r callsignv1.Reason) {
+	w.once.Do(func() {
+		w.reason.Store(int32(r))
+		w.expired.Store(true)
+		w.cancel()
+		close(w.gone)
+	})
+}
+
+// ended reports whether the stream has ended, ending it first when its tokens
+// were revoked since the last message, and returns the error to answer with.
+func (w *expiringStream) ended() error {
+	if !w.expired.Load() {
+		r := w.srv.streamRevocation(w.ctx)
+		if r == callsignv1.Reason_REASON_UNSPECIFIED {
+			return nil
+		}
+		w.end(r)
+	}
+	return w.errs.get(callsignv1.Reason(w.reason.Load()))
 }
 
 // drain waits until no write is in flight. Called after expired is set, it
@@ -36,8 +65,8 @@ func (w *expiringStream) drain() {
 func (w *expiringStream) SendMsg(m any) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.expired.Load() {
-		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+	if err := w.ended(); err != nil {
+		return err
 	}
 	return w.ServerStream.SendMsg(m)
 }
@@ -46,7 +75,7 @@ func (w *expiringStream) SetHeader(md metadata.MD) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+		return w.errs.get(callsignv1.Reason(w.reason.Load()))
 	}
 	return w.ServerStream.SetHeader(md)
 }
@@ -55,7 +84,7 @@ func (w *expiringStream) SendHeader(md metadata.MD) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.expired.Load() {
-		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+		return w.errs.get(callsignv1.Reason(w.reason.Load()))
 	}
 	return w.ServerStream.SendHeader(md)
 }
@@ -71,12 +100,12 @@ func (w *expiringStream) SetTrailer(md metadata.MD) {
 // RecvMsg may block in the underlying stream while the stream expires: grpc
 // interrupts it when the status is written.
 func (w *expiringStream) RecvMsg(m any) error {
-	if w.expired.Load() {
-		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+	if err := w.ended(); err != nil {
+		return err
 	}
 	err := w.ServerStream.RecvMsg(m)
-	if w.expired.Load() {
-		return w.errs.get(callsignv1.Reason_REASON_TOKEN_EXPIRED)
+	if err := w.ended(); err != nil {
+		return err
 	}
 	return err
 }
@@ -98,17 +127,14 @@ type handlerResult struct {
 func (s *Server) serveExpiring(ctx context.Context, srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler, svc *verified) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}, errs: s.errs}
-	expired := make(chan struct{})
+	ws := &expiringStream{identityStream: identityStream{ServerStream: ss, ctx: ctx}, errs: s.errs, srv: s, cancel: cancel, gone: make(chan struct{})}
 	deadline := svc.expiry
 	if ci, ok := ctx.Value(identityKey{}).(*callIdentity); ok && ci.user != nil && ci.user.expiry.Before(deadline) {
 		// A stream that runs on behalf of a user ends with the user's token too.
 		deadline = ci.user.expiry
 	}
 	stop := s.clock.AfterFunc(deadline.Add(s.cfg.skew).Sub(s.clock.Now()), func() {
-		ws.expired.Store(true)
-		cancel()
-		close(expired)
+		ws.end(callsignv1.Reason_REASON_TOKEN_EXPIRED)
 	})
 	defer func() { _ = stop() }()
 
@@ -139,11 +165,40 @@ func (s *Server) serveExpiring(ctx context.Context, srv any, ss grpc.ServerStrea
 		if !ws.expired.Load() {
 			return res.err
 		}
-	case <-expired:
+	case <-ws.gone:
 		waiting.Store(false)
 	}
 	ws.drain()
 	rec := s.baseRecord(ss.Context(), info.FullMethod, true, s.clock.Now())
 	rec.Caller, rec.TokenID = svc.subject, svc.id
-	return s.deny(ss.Context(), &rec, callsignv1.Reason_REASON_TOKEN_EXPIRED)
+	return s.deny(ss.Context(), &rec, callsignv1.Reason(ws.reason.Load()))
+}
+
+// streamRevocation is why the tokens of the stream whose handler context is
+// ctx are no longer good: revoked, or their account disabled, in the key
+// source's current state. Without a key source (central verification) it
+// answers REASON_UNSPECIFIED: the stream then ends only when it expires.
+func (s *Server) streamRevocation(ctx context.Context) callsignv1.Reason {
+	if s.keys == nil {
+		return callsignv1.Reason_REASON_UNSPECIFIED
+	}
+	ci, ok := ctx.Value(identityKey{}).(*callIdentity)
+	if !ok {
+		return callsignv1.Reason_REASON_UNSPECIFIED
+	}
+	snap, err := s.keys.KeySnapshot()
+	if err != nil || snap == nil {
+		return callsignv1.Reason_REASON_UNSPECIFIED
+	}
+	if ci.svc != nil {
+		if r := snap.revocation(ci.svc); r != callsignv1.Reason_REASON_UNSPECIFIED {
+			return r
+		}
+	}
+	if ci.user != nil {
+		if r := snap.revocation(ci.user); r != callsignv1.Reason_REASON_UNSPECIFIED {
+			return callsignv1.Reason_REASON_USER_TOKEN_INVALID
+		}
+	}
+	return callsignv1.Reason_REASON_UNSPECIFIED
 }

@@ -3,6 +3,7 @@ package interceptor
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +213,60 @@ func TestStreamEndsWhenUserTokenExpires(t *testing.T) {
 	err := cs.RecvMsg(&m)
 	if _, reason := srvReason(t, err); reason != "TOKEN_EXPIRED" {
 		t.Fatalf("after the user token expired: %v", err)
+	}
+}
+
+// srvAtomicSource is a key source whose snapshot a test swaps while a server
+// reads it.
+type srvAtomicSource struct{ snap atomic.Pointer[KeySnapshot] }
+
+func (s *srvAtomicSource) KeySnapshot() (*KeySnapshot, error) { return s.snap.Load(), nil }
+
+// TestStreamEndsWhenTokenRevoked: a stream whose service token is revoked, or
+// whose account is disabled, while it runs ends at its next message.
+func TestStreamEndsWhenTokenRevoked(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		revoke func(jti string) Revocation
+		reason string
+	}{
+		{"token revoked", func(jti string) Revocation { return Revocation{TokenIDs: []string{jti}} }, "TOKEN_REVOKED"},
+		{"account disabled", func(string) Revocation { return Revocation{DisabledAccounts: []string{"orders"}} }, "ACCOUNT_DISABLED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &srvAtomicSource{}
+			e := newSrvEnv(t, srvEnvConfig{source: func(e *srvEnv) KeySource {
+				snap, err := NewKeySnapshot(e.keys.jwks, EdDSA, Revocation{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				src.snap.Store(snap)
+				return src
+			}})
+			claims := srvSvcClaims(e.clock.Now(), "orders", "test.read")
+			cs := srvOpenStream(t, e, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "BidiStream",
+				srvMD(MDAuthorization, srvBearer(e.keys.sign(t, claims)), MDUserToken, e.userToken("u1", "t1")))
+			var m testv1.BidiStreamResponse
+			if err := cs.SendMsg(&testv1.BidiStreamRequest{Payload: "one"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := cs.RecvMsg(&m); err != nil || m.GetPayload() != "one" {
+				t.Fatalf("echo %q, %v", m.GetPayload(), err)
+			}
+			revoked, err := NewKeySnapshot(e.keys.jwks, EdDSA, tc.revoke(claims.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.snap.Store(revoked)
+			_ = cs.SendMsg(&testv1.BidiStreamRequest{Payload: "two"})
+			err = cs.RecvMsg(&m)
+			if _, reason := srvReason(t, err); reason != tc.reason {
+				t.Fatalf("after revocation: %v (payload %q)", err, m.GetPayload())
+			}
+			recs := e.audit.take()
+			if len(recs) != 2 || recs[1].Decision != DecisionDeny || ReasonName(recs[1].Reason) != tc.reason {
+				t.Fatalf("audit %+v", recs)
+			}
+		})
 	}
 }
