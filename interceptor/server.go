@@ -201,7 +201,7 @@ func (s *Server) authorize(ctx context.Context, method string, stream bool) (con
 		if rule.needsCredential() {
 			return s.denyNew(ctx, method, stream, now, reason, "")
 		}
-		return s.authorizePublic(ctx, method, stream, now, userVals)
+		return s.authorizePublic(ctx, rule, method, stream, now, userVals)
 	default:
 		return s.denyNew(ctx, method, stream, now, reason, firstValue(authz))
 	}
@@ -220,14 +220,9 @@ func (s *Server) authorize(ctx context.Context, method string, stream bool) (con
 	}
 
 	// The user token, when sent: verified the same way, for the trust domain.
-	var user *verified
-	var rawUser string
-	if len(userVals) > 0 {
-		var cause callsignv1.Reason
-		user, rawUser, cause = s.verifyUser(ctx, userVals, rule.central, now)
-		if cause != callsignv1.Reason_REASON_UNSPECIFIED {
-			return s.denyVerified(ctx, method, stream, now, callsignv1.Reason_REASON_USER_TOKEN_INVALID, cause, svc, nil, firstValue(userVals))
-		}
+	user, rawUser, err := s.userToken(ctx, method, stream, now, userVals, rule.central, svc)
+	if err != nil {
+		return nil, nil, err
 	}
 
 	// Step 7: the method's rule.
@@ -247,16 +242,10 @@ func (s *Server) authorize(ctx context.Context, method string, stream bool) (con
 
 // authorizePublic admits a call without a service token to a public method.
 // A user token that is present must still verify.
-func (s *Server) authorizePublic(ctx context.Context, method string, stream bool, now time.Time, userVals []string) (context.Context, *verified, error) {
-	rule := s.policy.get(method)
-	var user *verified
-	var rawUser string
-	if len(userVals) > 0 {
-		var cause callsignv1.Reason
-		user, rawUser, cause = s.verifyUser(ctx, userVals, rule.central, now)
-		if cause != callsignv1.Reason_REASON_UNSPECIFIED {
-			return s.denyVerified(ctx, method, stream, now, callsignv1.Reason_REASON_USER_TOKEN_INVALID, cause, nil, nil, firstValue(userVals))
-		}
+func (s *Server) authorizePublic(ctx context.Context, rule *resolvedRule, method string, stream bool, now time.Time, userVals []string) (context.Context, *verified, error) {
+	user, rawUser, err := s.userToken(ctx, method, stream, now, userVals, rule.central, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	if rule.rule.RequireIdempotencyKey && !idempotencyKeyOK(ctx) {
 		return s.denyVerified(ctx, method, stream, now, callsignv1.Reason_REASON_IDEMPOTENCY_KEY_MISSING, 0, nil, user, "")
@@ -267,6 +256,22 @@ func (s *Server) authorizePublic(ctx context.Context, method string, stream bool
 	}
 	s.allow(ctx, method, stream, now, nil, user, ci.tenant)
 	return context.WithValue(ctx, identityKey{}, ci), nil, nil
+}
+
+// userToken verifies the x-user-token values when any were sent, and returns
+// the verified user token and its raw form, or the denial (USER_TOKEN_INVALID,
+// with the cause in the audit record) when it fails. svc is the caller's
+// verified service token, if any, for the audit record.
+func (s *Server) userToken(ctx context.Context, method string, stream bool, now time.Time, vals []string, central bool, svc *verified) (*verified, string, error) {
+	if len(vals) == 0 {
+		return nil, "", nil
+	}
+	user, raw, cause := s.verifyUser(ctx, vals, central, now)
+	if cause != callsignv1.Reason_REASON_UNSPECIFIED {
+		_, _, err := s.denyVerified(ctx, method, stream, now, callsignv1.Reason_REASON_USER_TOKEN_INVALID, cause, svc, nil, firstValue(vals))
+		return nil, "", err
+	}
+	return user, raw, nil
 }
 
 // verifyUser verifies the x-user-token values: exactly one, a user token for
