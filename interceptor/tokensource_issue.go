@@ -49,12 +49,13 @@ func (i *tsIssuer) issue(ctx context.Context, req *callsignv1.IssueTokenRequest,
 }
 
 // checkIssued validates an IssueToken response and schedules the token: the
-// token is a well-formed compact JWS of the wanted type, expire_time a valid
+// token is a well-formed compact JWS of the wanted type (never unspecified:
+// a caller that asks for no type gets nothing), expire_time a valid
 // timestamp at least a second ahead of now. The lifetime counted from now is
 // capped at an hour; the token is handed out until a tenth of it (at most
 // 10 s) before the expiry, and renewed from 40 % + 20 %·r of it on.
 func checkIssued(resp *callsignv1.IssueTokenResponse, want callsignv1.TokenType, now time.Time, r float64) (*cachedToken, bool) {
-	if resp == nil || resp.GetTokenType() != want || !wellFormedJWS(resp.GetToken()) {
+	if resp == nil || want == callsignv1.TokenType_TOKEN_TYPE_UNSPECIFIED || resp.GetTokenType() != want || !wellFormedJWS(resp.GetToken()) {
 		return nil, false
 	}
 	et := resp.GetExpireTime()
